@@ -1,0 +1,137 @@
+/* alloc.c — a caching allocator for tensor storage.
+ *
+ * A training step allocates the same activation sizes every iteration. Freed blocks are kept
+ * on per-size free lists and handed out again, instead of going back to the kernel (which
+ * for large blocks means munmap, then page faults on every new touch). Sizes are rounded up
+ * (64 B below 64 KiB, 4 KiB above) so near-equal requests share a list. The cache is bounded
+ * (SKD_CACHE_MB, default 4096); past it blocks are freed at once. Compiled with
+ * -DSKD_NO_CACHE (the sanitizer build), every block goes straight to free() so that
+ * AddressSanitizer sees each use after free.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include "tensor.h"
+
+#define NBUCKETS 1024
+
+typedef struct block { struct block *next; } block;
+typedef struct sizeclass {
+	size_t size;
+	block *free;
+	struct sizeclass *next;
+} sizeclass;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static sizeclass *buckets[NBUCKETS];
+static size_t in_use, cached, cache_limit;
+
+static size_t round_size(size_t n)
+{
+	size_t q = n < 65536 ? 64 : 4096;
+	return (n + q - 1) / q * q;
+}
+
+static sizeclass *find_class(size_t size, int create)
+{
+	size_t h = (size / 64) % NBUCKETS;
+	for (sizeclass *c = buckets[h]; c; c = c->next)
+		if (c->size == size)
+			return c;
+	if (!create)
+		return NULL;
+	sizeclass *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->size = size;
+	c->next = buckets[h];
+	buckets[h] = c;
+	return c;
+}
+
+static size_t limit_bytes(void)
+{
+	if (cache_limit == 0) {
+		const char *env = getenv("SKD_CACHE_MB");
+		long mb = env ? atol(env) : 4096;
+		cache_limit = (size_t)(mb < 0 ? 0 : mb) << 20;
+		if (cache_limit == 0)
+			cache_limit = 1; /* caching off, but initialised */
+	}
+	return cache_limit;
+}
+
+void *skd_alloc(size_t nbytes)
+{
+	size_t size = round_size(nbytes ? nbytes : 1);
+	void *p = NULL;
+#ifndef SKD_NO_CACHE
+	pthread_mutex_lock(&lock);
+	sizeclass *c = find_class(size, 0);
+	if (c && c->free) {
+		block *b = c->free;
+		c->free = b->next;
+		cached -= size;
+		p = b;
+	}
+	if (p)
+		in_use += size;
+	pthread_mutex_unlock(&lock);
+	if (p)
+		return p;
+#endif
+	if (posix_memalign(&p, 64, size) != 0)
+		return skd_error_null("out of memory (asked for %zu bytes)", nbytes);
+	pthread_mutex_lock(&lock);
+	in_use += size;
+	pthread_mutex_unlock(&lock);
+	return p;
+}
+
+void skd_free(void *p, size_t nbytes)
+{
+	if (!p)
+		return;
+	size_t size = round_size(nbytes ? nbytes : 1);
+	pthread_mutex_lock(&lock);
+	in_use -= size;
+#ifndef SKD_NO_CACHE
+	if (cached + size <= limit_bytes()) {
+		sizeclass *c = find_class(size, 1);
+		if (c) {
+			block *b = p;
+			b->next = c->free;
+			c->free = b;
+			cached += size;
+			pthread_mutex_unlock(&lock);
+			return;
+		}
+	}
+#endif
+	pthread_mutex_unlock(&lock);
+	free(p);
+}
+
+size_t skd_alloc_bytes_in_use(void)
+{
+	return in_use;
+}
+
+size_t skd_alloc_bytes_cached(void)
+{
+	return cached;
+}
+
+void skd_alloc_empty_cache(void)
+{
+	pthread_mutex_lock(&lock);
+	for (int h = 0; h < NBUCKETS; h++)
+		for (sizeclass *c = buckets[h]; c; c = c->next)
+			while (c->free) {
+				block *b = c->free;
+				c->free = b->next;
+				cached -= c->size;
+				free(b);
+			}
+	pthread_mutex_unlock(&lock);
+}

@@ -1,0 +1,44 @@
+/* parallel.c — the thread count shared by OpenMP loops and BLIS (parallel.h). */
+#include <omp.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <blis.h>
+#include "error.h"
+#include "parallel.h"
+
+static int nthreads = 0; /* 0: not yet read from the environment */
+
+static void init_once(void)
+{
+	if (nthreads > 0)
+		return;
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	const char *env = getenv("SKD_THREADS");
+	if (env && *env) {
+		char *end;
+		long v = strtol(env, &end, 10);
+		if (*end == '\0' && v >= 1 && v <= 1024)
+			n = v;
+	}
+	if (n < 1)
+		n = 1;
+	nthreads = (int)n;
+	omp_set_num_threads(nthreads);
+	bli_thread_set_num_threads(nthreads);
+}
+
+int skd_threads_get(void)
+{
+	init_once();
+	return nthreads;
+}
+
+int skd_threads_set(int n)
+{
+	if (n < 1 || n > 1024)
+		return skd_error("threads: expects a count from 1 to 1024, got %d", n);
+	nthreads = n;
+	omp_set_num_threads(n);
+	bli_thread_set_num_threads(n);
+	return SKD_OK;
+}
