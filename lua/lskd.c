@@ -365,8 +365,12 @@ static const luaL_Reg module_fns[] = {
 	{NULL, NULL},
 };
 
+/* Parts not linked in (a build without them) are simply absent from the module. */
 __attribute__((weak)) void lskd_open_viewer(lua_State *L);
 __attribute__((weak)) void lskd_open_io(lua_State *L);
+__attribute__((weak)) void lskd_open_data(lua_State *L);
+__attribute__((weak)) void lskd_open_metrics(lua_State *L);
+__attribute__((weak)) void lskd_open_losses(lua_State *L);
 
 int luaopen_skd(lua_State *L)
 {
@@ -381,6 +385,12 @@ int luaopen_skd(lua_State *L)
 		lskd_open_viewer(L);
 	if (lskd_open_io)
 		lskd_open_io(L);
+	if (lskd_open_data)
+		lskd_open_data(L);
+	if (lskd_open_metrics)
+		lskd_open_metrics(L);
+	if (lskd_open_losses)
+		lskd_open_losses(L);
 	lua_createtable(L, 0, 1);
 	lua_pushcfunction(L, module_index);
 	lua_setfield(L, -2, "__index");

@@ -38,11 +38,16 @@ int lskd_checksizes(lua_State *L, int idx, const char *op, int64_t *shape);
 /* Registers fns into the table at the top of the stack. */
 void lskd_setfuncs(lua_State *L, const luaL_Reg *fns);
 
-/* The library parts, each called by luaopen_skd with the module table on top. */
-void lskd_open_tensor(lua_State *L);
-void lskd_open_nn(lua_State *L);
-void lskd_open_viewer(lua_State *L); /* viewer/ binding (lviewer.c) */
-void lskd_open_io(lua_State *L);     /* checkpoints, images (lio.c) */
+/* The library parts, each called by luaopen_skd with the module table on top; each lives in
+ * its own file and adds its functions to the module. C functions that exist only to serve a
+ * Lua library file under lua/skd/ are registered as skd._name; the file wraps them. */
+void lskd_open_tensor(lua_State *L);  /* ltensor.c */
+void lskd_open_nn(lua_State *L);      /* lnn.c */
+void lskd_open_viewer(lua_State *L);  /* lviewer.c: skd.viewer */
+void lskd_open_io(lua_State *L);      /* lio.c: skd.save, skd.load */
+void lskd_open_data(lua_State *L);    /* ldata.c: datasets, augmentation, loader */
+void lskd_open_metrics(lua_State *L); /* lmetrics.c: confusion matrices */
+void lskd_open_losses(lua_State *L);  /* llosses.c: distillation kernels (affinity, ...) */
 
 int luaopen_skd(lua_State *L);
 
