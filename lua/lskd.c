@@ -1,6 +1,7 @@
 /* lskd.c — luaopen_skd: assembles the skd module and the helpers the binding shares. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <signal.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -225,6 +226,71 @@ static int l_empty_cache(lua_State *L)
 	return 0;
 }
 
+/* skd.rng_state() -> {4 integers}; skd.set_rng_state(s): checkpoints resume the stream. */
+static int l_rng_state(lua_State *L)
+{
+	uint64_t s[4];
+	skd_rng_get_state(s);
+	lua_createtable(L, 4, 0);
+	for (int i = 0; i < 4; i++) {
+		lua_pushinteger(L, (lua_Integer)s[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+	return 1;
+}
+
+static int l_set_rng_state(lua_State *L)
+{
+	uint64_t s[4];
+	luaL_checktype(L, 1, LUA_TTABLE);
+	for (int i = 0; i < 4; i++) {
+		if (lua_rawgeti(L, 1, i + 1) != LUA_TNUMBER || !lua_isinteger(L, -1))
+			return luaL_error(L, "set_rng_state: expects the table of 4 integers rng_state() gave");
+		s[i] = (uint64_t)lua_tointeger(L, -1);
+		lua_pop(L, 1);
+	}
+	skd_rng_set_state(s);
+	return 0;
+}
+
+/* Training traps SIGINT so that Ctrl-C saves a checkpoint and exits cleanly: the handler
+ * only sets a flag the loop polls (skd._interrupted()). _trap_sigint(false) restores the
+ * previous handler (the REPL's). */
+static volatile sig_atomic_t interrupted;
+static struct sigaction saved_sigint;
+static int sigint_trapped;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static int l_trap_sigint(lua_State *L)
+{
+	int on = lua_toboolean(L, 1);
+	if (on && !sigint_trapped) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = on_sigint;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, &saved_sigint);
+		sigint_trapped = 1;
+		interrupted = 0;
+	} else if (!on && sigint_trapped) {
+		sigaction(SIGINT, &saved_sigint, NULL);
+		sigint_trapped = 0;
+	}
+	return 0;
+}
+
+static int l_interrupted(lua_State *L)
+{
+	lua_pushboolean(L, interrupted);
+	interrupted = 0;
+	return 1;
+}
+
 /* ---------- gradcheck: the Lua function as the C callback ---------- */
 
 typedef struct gc_ctx { lua_State *L; int fn; } gc_ctx;
@@ -362,6 +428,10 @@ static const luaL_Reg module_fns[] = {
 	{"memory", l_memory},
 	{"empty_cache", l_empty_cache},
 	{"gradcheck", l_gradcheck},
+	{"rng_state", l_rng_state},
+	{"set_rng_state", l_set_rng_state},
+	{"_trap_sigint", l_trap_sigint},
+	{"_interrupted", l_interrupted},
 	{NULL, NULL},
 };
 
@@ -381,6 +451,7 @@ int luaopen_skd(lua_State *L)
 	lua_setfield(L, -2, "version");
 	lskd_open_tensor(L);
 	lskd_open_nn(L);
+	lskd_open_optim(L);
 	if (lskd_open_viewer)
 		lskd_open_viewer(L);
 	if (lskd_open_io)
