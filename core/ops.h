@@ -56,6 +56,7 @@ skd_tensor *skd_expand(skd_tensor *a, int ndim, const int64_t *shape);
 skd_tensor *skd_contiguous(skd_tensor *a); /* a itself (retained) when already contiguous */
 skd_tensor *skd_clone(skd_tensor *a);
 skd_tensor *skd_detach(skd_tensor *a);     /* shares storage, no grad_fn */
+skd_tensor *skd_flip(skd_tensor *a, int dim); /* a copy reversed along dim */
 skd_tensor *skd_cat(int n, skd_tensor *const *ts, int dim);
 /* Splits along dim into pieces of `size` (last may be smaller); *n_out pieces into out[]
  * (an array of at most max_out new references). */

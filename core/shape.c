@@ -1,5 +1,5 @@
 /* shape.c — views with autograd (reshape, permute, transpose, narrow, select, squeeze,
- * unsqueeze, expand), copies (contiguous, clone), detach, and cat/split.
+ * unsqueeze, expand), copies (contiguous, clone, flip), detach, and cat/split.
  * A view shares its input's storage; its backward routes the gradient back into the input's
  * geometry. */
 #include <stdio.h>
@@ -310,6 +310,38 @@ skd_tensor *skd_detach(skd_tensor *a)
 	if (check_tensor("detach", a))
 		return NULL;
 	return skd_tensor_view(a, a->ndim, a->shape, a->stride, a->offset);
+}
+
+/* ---------- flip: a copy reversed along one dimension ---------- */
+
+static int flip_backward(skd_node *n, const skd_tensor *g, skd_tensor **gin)
+{
+	gin[0] = skd_flip((skd_tensor *)g, (int)n->iarg[0]); /* its own inverse */
+	return gin[0] ? SKD_OK : SKD_ERR;
+}
+
+skd_tensor *skd_flip(skd_tensor *a, int dim)
+{
+	if (check_tensor("flip", a) || check_dim("flip", a, dim, a->ndim))
+		return NULL;
+	/* a view with a negative stride along dim, copied out contiguously */
+	int64_t stride[SKD_MAX_DIMS];
+	memcpy(stride, a->stride, sizeof stride);
+	stride[dim] = -a->stride[dim];
+	skd_tensor *rev = skd_tensor_view(a, a->ndim, a->shape, stride,
+					  a->offset + (a->shape[dim] - 1) * a->stride[dim]);
+	if (!rev)
+		return NULL;
+	skd_tensor *out = skd_tensor_empty(a->dtype, a->ndim, a->shape);
+	if (out && skd_tensor_copy_(out, rev)) {
+		skd_tensor_release(out);
+		out = NULL;
+	}
+	skd_tensor_release(rev);
+	skd_node *n = skd_autograd_record(out, "flip", flip_backward, 1, &a);
+	if (n)
+		n->iarg[0] = dim;
+	return out;
 }
 
 /* ---------- cat and split ---------- */

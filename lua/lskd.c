@@ -452,6 +452,7 @@ int luaopen_skd(lua_State *L)
 	lskd_open_tensor(L);
 	lskd_open_nn(L);
 	lskd_open_optim(L);
+	lskd_open_sys(L);
 	if (lskd_open_viewer)
 		lskd_open_viewer(L);
 	if (lskd_open_io)

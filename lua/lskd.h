@@ -44,6 +44,7 @@ void lskd_setfuncs(lua_State *L, const luaL_Reg *fns);
 void lskd_open_tensor(lua_State *L);  /* ltensor.c */
 void lskd_open_nn(lua_State *L);      /* lnn.c */
 void lskd_open_optim(lua_State *L);   /* loptim.c: optimiser kernels */
+void lskd_open_sys(lua_State *L);     /* lsys.c: atomic writes, mkdir, isatty */
 void lskd_open_viewer(lua_State *L);  /* lviewer.c: skd.viewer */
 void lskd_open_io(lua_State *L);      /* lio.c: skd.save, skd.load */
 void lskd_open_data(lua_State *L);    /* ldata.c: datasets, augmentation, loader */

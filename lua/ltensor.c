@@ -436,6 +436,13 @@ static int t_contiguous(lua_State *L) { lskd_pushtensor(L, skd_contiguous(lskd_c
 static int t_clone(lua_State *L) { lskd_pushtensor(L, skd_clone(lskd_checktensor(L, 1))); return 1; }
 static int t_detach(lua_State *L) { lskd_pushtensor(L, skd_detach(lskd_checktensor(L, 1))); return 1; }
 
+static int t_flip(lua_State *L)
+{
+	skd_tensor *t = lskd_checktensor(L, 1);
+	lskd_pushtensor(L, skd_flip(t, lskd_checkdim(L, 2, t->ndim, 0)));
+	return 1;
+}
+
 static int t_float(lua_State *L)
 {
 	skd_tensor *t = lskd_checktensor(L, 1);
@@ -777,7 +784,7 @@ static const luaL_Reg tensor_fns[] = {
 	{"reshape", t_reshape}, {"view", t_reshape}, {"permute", t_permute},
 	{"transpose", t_transpose}, {"narrow", t_narrow}, {"select", t_select},
 	{"unsqueeze", t_unsqueeze}, {"squeeze", t_squeeze}, {"expand", t_expand},
-	{"contiguous", t_contiguous}, {"clone", t_clone}, {"detach", t_detach},
+	{"contiguous", t_contiguous}, {"clone", t_clone}, {"detach", t_detach}, {"flip", t_flip},
 	{"float", t_float}, {"int", t_int},
 	{"fill_", t_fill_}, {"zero_", t_zero_}, {"copy_", t_copy_}, {"add_", t_add_}, {"mul_", t_mul_},
 	{"add", t_add}, {"sub", t_sub}, {"mul", t_mul}, {"div", t_div}, {"pow", t_pow},
