@@ -1,5 +1,6 @@
 # skd — build, test, benchmark.
 #   make            the core library, the skd Lua module and the skd-lua program
+#   make run        builds, then runs the main job (experiments/ablation.lua)
 #   make test       builds, then runs every test (closing line: N passed, M failed)
 #   make test SAN=1 the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench      benchmarks (figures as ratios; not tests)
@@ -43,7 +44,7 @@ BIND_OBJ   := $(BIND_SRC:%.c=$(BUILD)/%.o)
 VIEWER_OBJ := $(VIEWER_SRC:%.c=$(BUILD)/%.o)
 MAIN_OBJ   := $(BUILD)/lua/skd_lua.o
 
-.PHONY: all test bench clean deps
+.PHONY: all test bench clean deps run
 all: skd-lua $(BUILD)/skd.so
 
 deps:
@@ -70,6 +71,11 @@ $(BUILD)/skd.so: $(BIND_OBJ) $(VIEWER_OBJ) $(BUILD)/libskdcore.a
 
 test: all
 	bash tests/run.sh $(if $(filter 1,$(SAN)),--san,)
+
+# The main job: the ablation experiment on the embedded synthetic scenes (ARGS passes flags,
+# e.g. make run ARGS=--quick). Until it exists, the REPL.
+run: all
+	@if [ -f experiments/ablation.lua ]; then ./skd-lua experiments/ablation.lua $(ARGS); else ./skd-lua; fi
 
 bench: all
 	bash bench/run.sh
