@@ -407,7 +407,7 @@ static int module_index(lua_State *L)
 	if (!strcmp(key, "nn") || !strcmp(key, "models") || !strcmp(key, "losses") ||
 	    !strcmp(key, "optim") || !strcmp(key, "data") || !strcmp(key, "metrics") ||
 	    !strcmp(key, "train") || !strcmp(key, "distill") || !strcmp(key, "utils") ||
-	    !strcmp(key, "eval") || !strcmp(key, "viewer_lib")) {
+	    !strcmp(key, "eval") || !strcmp(key, "viewer_lib") || !strcmp(key, "experiment")) {
 		lua_getglobal(L, "require");
 		lua_pushfstring(L, "skd.%s", key);
 		lua_call(L, 1, 1);
