@@ -96,7 +96,10 @@ function distill.run(cfg)
     add("ce", L.cross_entropy(out.logits, y, {ignore_index = 255}))
     if W.aux > 0 and out.aux then add("aux", L.cross_entropy(out.aux, y, {ignore_index = 255})) end
     if W.pi > 0 then add("pi", L.pixel_kl(out.logits, tout.logits, cfg.pixel)) end
-    if W.pa > 0 then add("pa", L.pairwise(out.feat, tout.feat, cfg.pairwise)) end
+    if W.pa > 0 then
+      -- the pair-wise slot may hold another feature loss (MIMIC, AT: experiments/pairwise.lua)
+      add("pa", cfg.pairwise_fn and cfg.pairwise_fn(out.feat, tout.feat) or L.pairwise(out.feat, tout.feat, cfg.pairwise))
+    end
     local s_in, t_in
     if use_ho then
       s_in = L.critic_input(out.logits, x, condition)
