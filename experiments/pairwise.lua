@@ -54,8 +54,8 @@ local function pa(beta, alpha)
   return function() return {weight = 10, pairwise_opts = {beta = beta, alpha = alpha}} end
 end
 local function mimic(student)
-  local cs = student:feature_channels and student:feature_channels() or 128
-  local adapter = skd.nn.Conv2d(cs, 512, 1, {bias = false})
+  local cs = 128 -- the student head width: its feat channels (E.student)
+  local adapter = skd.nn.Conv2d(cs, E.teacher_spec(opts).head, 1, {bias = false})
   return {weight = 10, params = adapter, fn = function(fs, ft) return skd.losses.mimic(fs, ft, adapter) end}
 end
 local function at()
