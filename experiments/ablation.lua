@@ -20,6 +20,8 @@ local opts = E.parse_args(arg, {
   {"teacher-iterations", "number", nil, "teacher iterations when it must be trained"},
   {"batch", "number", nil, "images per step"},
   {"size", "string", nil, "synthetic image size HxW"},
+  {"train-n", "number", nil, "synthetic training images"},
+  {"val-n", "number", nil, "synthetic validation images"},
   {"crop", "string", nil, "training crop HxW (default: the whole image)"},
   {"student-depth", "number", 18, "student ResNet depth"},
   {"student-width", "number", 0.5, "student width multiplier (1.0 or 0.5)"},
