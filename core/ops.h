@@ -117,4 +117,17 @@ typedef enum { SKD_REDUCTION_MEAN, SKD_REDUCTION_SUM, SKD_REDUCTION_NONE } skd_r
 skd_tensor *skd_cross_entropy(skd_tensor *logits, skd_tensor *target, int ignore_index,
 			      skd_reduction reduction);
 
+/* --- affinity.c: pair-wise distillation kernels (method.md §2) ---
+ * Nodes are (B, C, N): N = nh·nw graph nodes in row-major grid order. None of these forms an
+ * N×N matrix; the materialised affinity (viewer, tests) is a matmul in lua/skd/losses.lua. */
+/* x / (‖x‖₂ over dim 1 + eps) for each (b, n). detach_norm: the norm is a constant in backward. */
+skd_tensor *skd_l2_normalize(skd_tensor *x, double eps, bool detach_norm);
+/* s: (B,Cs,N), t: (B,Ct,N), normalised nodes (Cs and Ct may differ). Scalar
+ * (1/B) Σ_b (1/N²) Σ_ij (sᵢᵀsⱼ − tᵢᵀtⱼ)², through the C×C Gram matrices. */
+skd_tensor *skd_pairwise_gram(skd_tensor *s, skd_tensor *t);
+/* The same over the ordered pairs with max(|Δrow|, |Δcol|) ≤ radius on the nh×nw node grid,
+ * divided by their number (diagonal included): a banded kernel over neighbours. */
+skd_tensor *skd_pairwise_local(skd_tensor *s, skd_tensor *t, int64_t nh, int64_t nw,
+			       int radius);
+
 #endif
