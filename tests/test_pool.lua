@@ -1,0 +1,200 @@
+-- Pooling: max/avg with ceil_mode, padding and count_include_pad, adaptive average pooling.
+-- Values by hand, gradients by finite differences, PyTorch as a reference where installed,
+-- errors by message.
+local T = require "harness"
+local R = require "torchref"
+skd.manual_seed(1)
+
+-- 0..15 in a 1x1x4x4 map:
+--    0  1  2  3
+--    4  5  6  7
+--    8  9 10 11
+--   12 13 14 15
+local function grid4() return skd.arange(16):reshape(1, 1, 4, 4) end
+
+-- Distinct values (a permutation of a ramp, spacing 4/n) so no max window has a near-tie
+-- that a finite-difference step could flip.
+local function distinct(...)
+  local shape, n = {...}, 1
+  for _, s in ipairs(shape) do n = n * s end
+  local v = {}
+  for k = 0, n - 1 do v[k + 1] = ((k * 7919) % n) / n * 4 - 2 end
+  return skd.tensor(v):reshape(shape)
+end
+
+T.test("max_pool2d 4x4 kernel 3 stride 2: ceil_mode adds the partial window", function()
+  local x = grid4()
+  T.near(skd.max_pool2d(x, 3, {stride = 2}), {10}, 0)
+  local y = skd.max_pool2d(x, 3, {stride = 2, ceil_mode = true})
+  T.eq(table.concat(y:size(), "x"), "1x1x2x2")
+  T.near(y, {10, 11, 14, 15}, 0)
+end)
+
+T.test("max_pool2d with padding 1 and ceil_mode by hand, gradient routed to the argmax", function()
+  local x = grid4():requires_grad()
+  local y = skd.max_pool2d(x, 3, {stride = 2, padding = 1, ceil_mode = true})
+  T.near(y, {5, 7, 7, 13, 15, 15, 13, 15, 15}, 0)
+  y:sum():backward()
+  -- 15 wins four windows, 13 and 7 two each, 5 one
+  local want = {0, 0, 0, 0, 0, 1, 0, 2, 0, 0, 0, 0, 0, 2, 0, 4}
+  T.near(x.grad, want, 0)
+end)
+
+T.test("max_pool2d ties go to the first maximum (row-major)", function()
+  local x = skd.ones(1, 1, 2, 2):requires_grad()
+  skd.max_pool2d(x, 2):sum():backward()
+  T.near(x.grad, {1, 0, 0, 0}, 0)
+end)
+
+T.test("avg_pool2d 4x4 kernel 3 stride 2 padding 1 ceil_mode by hand (both divisor rules)", function()
+  local x = grid4()
+  -- count_include_pad=true: windows clipped to the padded input, so the ceil-mode windows
+  -- that run past the padding divide by 6 or 4, not 9
+  local y = skd.avg_pool2d(x, 3, {stride = 2, padding = 1, ceil_mode = true})
+  T.near(y, {10 / 9, 24 / 9, 10 / 6, 51 / 9, 90 / 9, 33 / 6, 25 / 6, 42 / 6, 15 / 4}, 1e-6)
+  -- count_include_pad=false: divide by the real elements only
+  local z = skd.avg_pool2d(x, 3, {stride = 2, padding = 1, ceil_mode = true, count_include_pad = false})
+  T.near(z, {10 / 4, 24 / 6, 10 / 2, 51 / 6, 90 / 9, 33 / 3, 25 / 2, 42 / 3, 15 / 1}, 1e-6)
+  -- a plain 2x2 average
+  T.near(skd.avg_pool2d(x, 2), {2.5, 4.5, 10.5, 12.5}, 0)
+end)
+
+T.test("avg_pool2d backward spreads g/divisor over the window", function()
+  local x = grid4():requires_grad()
+  skd.avg_pool2d(x, 3, {stride = 2, padding = 1, ceil_mode = true}):sum():backward()
+  -- pixel (4,4) lies in windows (2,2) /9, (2,3) /6, (3,2) /6, (3,3) /4
+  T.near(x.grad:get(1, 1, 4, 4), 1 / 9 + 1 / 6 + 1 / 6 + 1 / 4, 1e-6)
+  -- pixel (1,1) only in window (1,1) /9
+  T.near(x.grad:get(1, 1, 1, 1), 1 / 9, 1e-7)
+end)
+
+T.test("adaptive_avg_pool2d 5x5 -> 3x3: PyTorch's overlapping bins by hand", function()
+  local x = skd.arange(25):reshape(1, 1, 5, 5)
+  -- rows/cols bins: [0,2) [1,4) [3,5)
+  T.near(skd.adaptive_avg_pool2d(x, 3), {3, 4.5, 6, 10.5, 12, 13.5, 18, 19.5, 21}, 1e-6)
+  T.near(skd.adaptive_avg_pool2d(x, 1), {12}, 1e-6)
+  T.near(skd.adaptive_avg_pool2d(x, {1, 5}), {10, 11, 12, 13, 14}, 1e-6)
+  local y = skd.adaptive_avg_pool2d(skd.randn(2, 3, 7, 5), {2, 4})
+  T.eq(table.concat(y:size(), "x"), "2x3x2x4")
+end)
+
+T.test("3-d (C,H,W) input pools like a batch of one", function()
+  local x = skd.randn(3, 6, 6)
+  local a = skd.max_pool2d(x, 2)
+  local b = skd.max_pool2d(x:reshape(1, 3, 6, 6), 2)
+  T.eq(a:dim(), 3)
+  T.near(a, b, 0)
+end)
+
+T.test("gradcheck max_pool2d with padding and ceil_mode", function()
+  T.gradcheck(function(x) return skd.max_pool2d(x, 3, {stride = 2, padding = 1, ceil_mode = true}) end,
+              {distinct(2, 2, 7, 7):requires_grad()}, {eps = 1e-3})
+  T.gradcheck(function(x) return skd.max_pool2d(x, {kernel = {2, 3}, stride = {1, 2}}) end,
+              {distinct(1, 2, 5, 6):requires_grad()}, {eps = 1e-3})
+end)
+
+T.test("gradcheck avg_pool2d with padding, ceil_mode, both divisor rules", function()
+  for _, cip in ipairs({true, false}) do
+    T.gradcheck(function(x)
+      return skd.avg_pool2d(x, 3, {stride = 2, padding = 1, ceil_mode = true, count_include_pad = cip})
+    end, {skd.randn(2, 2, 6, 7):requires_grad()})
+  end
+  T.gradcheck(function(x) return skd.avg_pool2d(x, {kernel = {3, 2}, stride = {2, 1}}) end,
+              {skd.randn(1, 2, 7, 5):requires_grad()})
+end)
+
+T.test("gradcheck adaptive_avg_pool2d on odd sizes (PSPNet bins 1,2,3,6)", function()
+  local x = skd.randn(1, 2, 7, 9):requires_grad()
+  for _, b in ipairs({1, 2, 3, 6}) do
+    T.gradcheck(function(t) return skd.adaptive_avg_pool2d(t, b) end, {x})
+  end
+end)
+
+T.test("pooling repeats bit for bit across thread counts", function()
+  local x = skd.randn(4, 16, 33, 35)
+  local n0 = skd.threads()
+  skd.threads(1)
+  local a = skd.avg_pool2d(x, 3, {stride = 2, padding = 1, ceil_mode = true})
+  local m = skd.max_pool2d(x, 3, {stride = 2, ceil_mode = true})
+  skd.threads(2)
+  local b = skd.avg_pool2d(x, 3, {stride = 2, padding = 1, ceil_mode = true})
+  local m2 = skd.max_pool2d(x, 3, {stride = 2, ceil_mode = true})
+  skd.threads(n0)
+  T.near(a, b, 0)
+  T.near(m, m2, 0)
+end)
+
+-- ---------- PyTorch as the reference ----------
+
+local has_torch, why = R.available()
+if not has_torch then
+  T.skip("pooling against PyTorch", why)
+else
+  local cases = {
+    {"max k3 s2 ceil", "max_pool2d", {3, {stride = 2, ceil_mode = true}}, "F.max_pool2d(x, 3, 2, 0, ceil_mode=True)"},
+    {"max k3 s2 p1 ceil", "max_pool2d", {3, {stride = 2, padding = 1, ceil_mode = true}},
+     "F.max_pool2d(x, 3, 2, 1, ceil_mode=True)"},
+    {"max k2 s2 ceil", "max_pool2d", {2, {ceil_mode = true}}, "F.max_pool2d(x, 2, 2, ceil_mode=True)"},
+    {"avg k3 s2 p1 ceil", "avg_pool2d", {3, {stride = 2, padding = 1, ceil_mode = true}},
+     "F.avg_pool2d(x, 3, 2, 1, ceil_mode=True)"},
+    {"avg k3 s2 p1 ceil no-pad-count", "avg_pool2d",
+     {3, {stride = 2, padding = 1, ceil_mode = true, count_include_pad = false}},
+     "F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)"},
+    {"avg k2x3 s2x1 ceil", "avg_pool2d", {{kernel = {2, 3}, stride = {2, 1}, ceil_mode = true}},
+     "F.avg_pool2d(x, (2, 3), (2, 1), ceil_mode=True)"},
+    {"adaptive 1", "adaptive_avg_pool2d", {1}, "F.adaptive_avg_pool2d(x, 1)"},
+    {"adaptive 2", "adaptive_avg_pool2d", {2}, "F.adaptive_avg_pool2d(x, 2)"},
+    {"adaptive 3", "adaptive_avg_pool2d", {3}, "F.adaptive_avg_pool2d(x, 3)"},
+    {"adaptive 6", "adaptive_avg_pool2d", {6}, "F.adaptive_avg_pool2d(x, 6)"},
+    {"adaptive 4x5", "adaptive_avg_pool2d", {{4, 5}}, "F.adaptive_avg_pool2d(x, (4, 5))"},
+  }
+  T.test("pooling forward and backward match PyTorch on odd sizes", function()
+    for _, size in ipairs({{2, 3, 13, 11}, {1, 2, 8, 9}}) do
+      local x = skd.randn(table.unpack(size))
+      local code, outs, inputs, ours = {}, {}, {x = x}, {}
+      for k, c in ipairs(cases) do
+        local xx = x:clone():requires_grad()
+        local y = skd[c[2]](xx, table.unpack(c[3]))
+        local r = skd.randn(table.unpack(y:size()))
+        ;(y * r):sum():backward()
+        inputs["r" .. k] = r
+        ours[k] = {y, xx.grad}
+        code[#code + 1] = string.format(
+          "xx = x.clone().requires_grad_(); y%d = %s; (y%d * r%d).sum().backward(); g%d = xx.grad",
+          k, c[4]:gsub("%(x,", "(xx,"), k, k, k)
+        outs[#outs + 1] = "y" .. k
+        outs[#outs + 1] = "g" .. k
+      end
+      local ref = R.run(table.concat(code, "\n"), inputs, outs)
+      for k, c in ipairs(cases) do
+        T.eq(table.concat(ours[k][1]:size(), "x"), table.concat(ref["y" .. k]:size(), "x"), c[1] .. " shape")
+        T.near(ours[k][1], ref["y" .. k], 1e-5, c[1] .. " forward")
+        T.near(ours[k][2], ref["g" .. k], 1e-5, c[1] .. " backward")
+      end
+    end
+  end)
+end
+
+-- ---------- bad input ----------
+
+T.test("bad pooling calls raise errors naming the op and the problem", function()
+  local x = skd.randn(1, 2, 5, 5)
+  local bad = {
+    {function() skd.max_pool2d(skd.randn(5, 5), 2) end, "max_pool2d", "4-d", "5x5"},
+    {function() skd.avg_pool2d(skd.randn(2, 1, 1, 5, 5), 2) end, "avg_pool2d", "4-d", "2x1x1x5x5"},
+    {function() skd.max_pool2d(x:int(), 2) end, "max_pool2d", "float32", "int32"},
+    {function() skd.max_pool2d(x, 3, {padding = 2}) end, "max_pool2d", "padding", "half"},
+    {function() skd.avg_pool2d(x, 7) end, "avg_pool2d", "too small", "1x2x5x5"},
+    {function() skd.max_pool2d(x, {kernel = {2, -1}}) end, "max_pool2d", "positive"},
+    {function() skd.avg_pool2d(x, 2, {stride = -1}) end, "avg_pool2d", "positive"},
+    {function() skd.adaptive_avg_pool2d(x, 0) end, "adaptive_avg_pool2d", "at least 1x1"},
+    {function() skd.adaptive_avg_pool2d(skd.randn(4), 2) end, "adaptive_avg_pool2d", "4-d"},
+    {function() skd.max_pool2d(nil, 2) end, "tensor expected"},
+  }
+  for i, b in ipairs(bad) do
+    local ok, err = pcall(T.raises, b[1], table.unpack(b, 2))
+    if not ok then error("bad call " .. i .. ": " .. tostring(err)) end
+  end
+end)
+
+T.done()
