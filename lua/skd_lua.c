@@ -661,6 +661,7 @@ static void repl(lua_State *L)
 		rl_catch_signals = 0; /* Ctrl-C is read_tty's */
 		rl_attempted_completion_function = complete;
 		rl_completer_word_break_characters = " \t\n\"\\'`@$><=;|&{}()[],+-*/%^#~";
+		rl_variable_bind("show-all-if-ambiguous", "on"); /* one Tab lists; ~/.inputrc may override */
 		history_open();
 	}
 	int status;
