@@ -606,7 +606,8 @@ static int check_layout(skd_st_file *f)
 			}
 		free(sorted);
 	}
-	qsort(f->entries, f->n_entries, sizeof *f->entries, by_offset);
+	if (f->n_entries > 1) /* qsort's pointer must not be NULL, even for no elements */
+		qsort(f->entries, f->n_entries, sizeof *f->entries, by_offset);
 	uint64_t cursor = 0;
 	for (size_t i = 0; i < f->n_entries; i++) {
 		const skd_st_entry *e = &f->entries[i];
@@ -635,7 +636,8 @@ static int check_layout(skd_st_file *f)
 				 "bytes?)", f->path, (unsigned long long)cursor,
 				 (unsigned long long)upto, (unsigned long long)f->data_size);
 	}
-	qsort(f->meta, f->n_meta, sizeof *f->meta, by_key);
+	if (f->n_meta > 1)
+		qsort(f->meta, f->n_meta, sizeof *f->meta, by_key);
 	for (size_t i = 1; i < f->n_meta; i++)
 		if (!strcmp(f->meta[i].key, f->meta[i - 1].key))
 			return skd_error("load: '%s': metadata key '" NAME_FMT "' appears twice",
