@@ -21,7 +21,10 @@ typedef struct axis_tap {
 	float l0, l1;
 } axis_tap;
 
-/* PyTorch's area_pixel_compute_scale / area_pixel_compute_source_index, bilinear. */
+/* PyTorch's area_pixel_compute_scale / area_pixel_compute_source_index, bilinear. As
+ * PyTorch 1.13's CPU kernel does (checked against it weight by weight), the scale is a float,
+ * the source position and its fraction l1 are evaluated in double, and l0 = 1 − l1 in float:
+ * with these roundings the outputs match PyTorch's bit for bit. */
 static void bilinear_taps(axis_tap *t, int64_t in, int64_t out, bool align_corners)
 {
 	float scale;
@@ -30,21 +33,17 @@ static void bilinear_taps(axis_tap *t, int64_t in, int64_t out, bool align_corne
 	else
 		scale = (float)in / (float)out;
 	for (int64_t o = 0; o < out; o++) {
-		float src;
-		if (align_corners) {
-			src = scale * (float)o;
-		} else {
-			/* PyTorch evaluates this in double (the 0.5 literals), then stores float */
-			src = (float)((double)scale * ((double)o + 0.5) - 0.5);
-			if (src < 0.0f)
-				src = 0.0f;
-		}
+		double src = align_corners ? (double)scale * (double)o
+					   : (double)scale * ((double)o + 0.5) - 0.5;
+		if (src < 0.0)
+			src = 0.0;
 		int64_t i0 = (int64_t)src;
 		if (i0 > in - 1) /* guards against rounding past the last pixel */
 			i0 = in - 1;
+		double frac = src - (double)i0;
 		t[o].i0 = i0;
 		t[o].i1 = i0 < in - 1 ? i0 + 1 : i0;
-		t[o].l1 = src - (float)i0;
+		t[o].l1 = (float)frac;
 		t[o].l0 = 1.0f - t[o].l1;
 	}
 }

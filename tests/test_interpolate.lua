@@ -133,8 +133,8 @@ else
       local name = string.format("%dx%d->%dx%d %s ac=%s", c[1][1], c[1][2], c[2][1], c[2][2],
                                  c[3], tostring(c[4]))
       T.eq(shape(ours[k][1]), shape(ref["y" .. k]), name .. " shape")
-      T.near(ours[k][1], ref["y" .. k], 1e-5, name .. " forward")
-      T.near(ours[k][2], ref["g" .. k], 1e-4, name .. " backward")
+      T.near(ours[k][1], ref["y" .. k], 1e-6, name .. " forward")
+      T.near(ours[k][2], ref["g" .. k], 1e-5, name .. " backward")
     end
   end)
 end
