@@ -30,7 +30,7 @@ class Session:
 
     def __init__(self, env_extra=None, args=()):
         env = dict(os.environ)
-        env.update({"TERM": "dumb", "INPUTRC": "/dev/null", "SKD_THREADS": "1"})
+        env.update({"TERM": "dumb", "INPUTRC": "/dev/null"})
         env.update(env_extra or {})
         pid, fd = pty.fork()
         if pid == 0:
@@ -206,6 +206,12 @@ def t_completion():
         s.send("m()\r")
         s.expect(r"(?m)^ ?6(\.0+)?$")
         s.prompt()
+        s.run("m = skd.nn.Conv2d(3, 4, 3)", r"")
+        s.send("m:num_p\t")  # a method of a Lua object, through its metatable's __index chain
+        s.expect(r"m:num_parameters")
+        s.send("()\r")
+        s.expect(r"(?m)^112$")  # 4*3*3*3 weights + 4 biases
+        s.prompt()
         s.send("pri\t")  # a global
         s.expect(r"print")
         s.send("('g-ok')\r")
@@ -225,6 +231,8 @@ def t_completion():
 def t_interrupt_loop():
     s = session()
     try:
+        # start the worker threads first: Ctrl-C must still reach the interpreter
+        s.run("y = skd.matmul(skd.randn(256, 256), skd.randn(256, 256)) + 1", r"")
         s.send("while true do end\r")
         time.sleep(0.5)
         s.send("\x03")
