@@ -45,7 +45,12 @@ VIEWER_OBJ := $(VIEWER_SRC:%.c=$(BUILD)/%.o)
 MAIN_OBJ   := $(BUILD)/lua/skd_lua.o
 
 .PHONY: all test bench clean deps run
+# The ./skd-lua link always names the plain build; the sanitizer build stays in build-san/.
+ifeq ($(SAN),1)
+all: $(BUILD)/skd-lua $(BUILD)/skd.so
+else
 all: skd-lua $(BUILD)/skd.so
+endif
 
 deps:
 	bash scripts/install-deps.sh
@@ -77,8 +82,14 @@ test: all
 run: all
 	@if [ -f experiments/ablation.lua ]; then ./skd-lua experiments/ablation.lua $(ARGS); else ./skd-lua; fi
 
-bench: all
-	bash bench/run.sh
+# Benchmark programs: bench/bench_*.c, each linked against the core library.
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libskdcore.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(filter-out -MMD -MP,$(CFLAGS)) -o $@ $< $(BUILD)/libskdcore.a $(PNG_LIBS) $(LDLIBS)
+
+bench: all $(BENCH_BIN)
+	BUILD=$(BUILD) bash bench/run.sh
 
 clean:
 	rm -rf build build-san skd-lua
