@@ -6,6 +6,8 @@ local Module = nn.Module
 
 local D = {}
 
+local MIN_SIZE = 16 -- 2^4: the four stride-2 convolutions
+
 local Discriminator = Module:extend("Discriminator")
 D.Discriminator = Discriminator
 
@@ -53,8 +55,10 @@ function Discriminator:prepare(z, image)
   return skd.cat({skd.softmax(z, 2), image}, 2)
 end
 
--- x: (B, in_channels, h, w), h and w at least 16 -> one score per image, (B).
--- The last layer is the 4×4 convolution when the map reaching it is 4×4; for any other size
+-- x: (B, in_channels, h, w) -> one score per image, (B). Four stride-2 convolutions need at
+-- least 16×16: a smaller map (the logits of a 64×96 crop are 8×12) is first enlarged by the
+-- smallest integer factor that makes both sides at least 16 (bilinear, align_corners), so the
+-- critic scores maps of any size. The last layer is the 4×4 convolution when the map reaching it is 4×4; for any other size
 -- the map is averaged over positions and scored with the same kernel summed over its 16
 -- taps — exactly what the 4×4 convolution gives on a constant map, so both paths share one
 -- set of weights (last.weight, last.bias).
@@ -63,11 +67,12 @@ function Discriminator:forward(x)
   if #s ~= 4 or s[2] ~= self.in_channels then
     error(string.format("discriminator: expects (B, %d, h, w), got %s", self.in_channels, Module._shape_str(x)), 0)
   end
-  if s[3] < 16 or s[4] < 16 then
-    error(string.format("discriminator: input %dx%d is too small: four stride-2 convolutions need at least 16x16",
-      s[3], s[4]), 0)
-  end
   if rawget(self, "preprocess") then x = self.preprocess(x) end
+  local short = math.min(s[3], s[4])
+  if short < MIN_SIZE then
+    local f = -(-MIN_SIZE // short) -- ceil
+    x = skd.interpolate(x, {s[3] * f, s[4] * f}, {mode = "bilinear", align_corners = true})
+  end
   local out = self.l3(self.l2(self.l1(x)))
   out = self.attn1(out)
   out = self.attn2(self.l4(out))

@@ -467,7 +467,11 @@ function Module:__call(...)
   if not r[1] then
     local e = r[2]
     if getmetatable(e) ~= ForwardError then
-      e = setmetatable({path = {}, msg = tostring(e), type = self:type()}, ForwardError)
+      local msg = tostring(e)
+      -- an op's error raised from a layer file carries that file's position, which says
+      -- nothing the module path does not ("conv2d: weight expects ..." stays)
+      local rest = msg:match("^[^:]*/skd/[%w_/]+%.lua:%d+: ([%w_]+: .*)$")
+      e = setmetatable({path = {}, msg = rest or msg, type = self:type()}, ForwardError)
     end
     if depth == 0 then error(format_error(e), 0) end
     local name = rawget(self, "_name")
