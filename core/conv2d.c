@@ -20,8 +20,12 @@
 
 /* A tile's column matrix holds at most this many floats (16 MiB), and the GEMM gets at
  * least TILE_MIN_COLS columns when whole small images have to be stacked to make them. */
+#ifndef TILE_MAX_FLOATS
 #define TILE_MAX_FLOATS (4 << 20)
+#endif
+#ifndef TILE_MIN_COLS
 #define TILE_MIN_COLS 1024
+#endif
 
 /* One convolution's sizes: input (n,cin,h,w), weight (cout,cin/groups,kh,kw), output
  * (n,cout,oh,ow); per group cin_g input and cout_g output channels and kdim = cin_g·kh·kw
@@ -235,9 +239,9 @@ static tile_plan plan_tiles(const conv_geom *g)
 		int64_t noh = cap / g->ow;
 		return (tile_plan){1, noh, noh * g->ow};
 	}
-	int64_t nimg = ohw < TILE_MIN_COLS ? cap / ohw : 1;
-	if (nimg > TILE_MIN_COLS / ohw + 1)
-		nimg = TILE_MIN_COLS / ohw + 1;
+	int64_t nimg = (TILE_MIN_COLS + ohw - 1) / ohw;
+	if (nimg > cap / ohw)
+		nimg = cap / ohw;
 	if (nimg > g->n)
 		nimg = g->n;
 	if (nimg < 1)
