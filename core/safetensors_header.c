@@ -307,11 +307,11 @@ static int next_or_close(parser *p, char close)
 	return SKD_ERR;
 }
 
-/* Consumes the opening bracket; returns 1 when the container is empty (and closed). */
-static int open_container(parser *p, char open, char close)
+/* Consumes the opening bracket (the caller saw it through kind()); returns 1 when the
+ * container is empty, having consumed its closing bracket too. */
+static int open_container(parser *p, char close)
 {
-	p->pos++; /* the caller checked kind(): the byte is `open` */
-	(void)open;
+	p->pos++;
 	skip_ws(p);
 	if (p->pos < p->len && p->s[p->pos] == (unsigned char)close) {
 		p->pos++;
@@ -328,7 +328,7 @@ static int parse_shape(parser *p, skd_st_entry *e)
 				     "integers, got %s", p->path, e->name, k)
 			 : syntax(p, "an array");
 	e->ndim = 0;
-	if (open_container(p, '[', ']'))
+	if (open_container(p, ']'))
 		return SKD_OK;
 	int more;
 	do {
@@ -353,7 +353,7 @@ static int parse_offsets(parser *p, skd_st_entry *e)
 		return k ? skd_error("load: '%s': tensor '" NAME_FMT "' data_offsets must be "
 				     "[begin, end], got %s", p->path, e->name, k)
 			 : syntax(p, "an array");
-	if (open_container(p, '[', ']'))
+	if (open_container(p, ']'))
 		return skd_error("load: '%s': tensor '" NAME_FMT "' data_offsets must be "
 				 "[begin, end], got []", p->path, e->name);
 	if (parse_uint(p, &e->begin, "data_offsets begin", e->name))
@@ -406,7 +406,7 @@ static int parse_entry(parser *p, skd_st_entry *e)
 			 : syntax(p, "an object");
 	bool seen[3] = {false, false, false};
 	static const char *const fields[3] = {"dtype", "shape", "data_offsets"};
-	if (!open_container(p, '{', '}')) {
+	if (!open_container(p, '}')) {
 		int more;
 		do {
 			char *key;
@@ -446,7 +446,7 @@ static int parse_metadata(parser *p, skd_st_file *f)
 		return k ? skd_error("load: '%s': \"__metadata__\" must be an object of strings, "
 				     "got %s", p->path, k)
 			 : syntax(p, "an object");
-	if (open_container(p, '{', '}'))
+	if (open_container(p, '}'))
 		return SKD_OK;
 	size_t cap = 0;
 	int more;
@@ -485,7 +485,7 @@ static int parse_top(parser *p, skd_st_file *f)
 			 : syntax(p, "a JSON object");
 	bool seen_meta = false;
 	size_t cap = 0;
-	if (!open_container(p, '{', '}')) {
+	if (!open_container(p, '}')) {
 		int more;
 		do {
 			char *name;
