@@ -69,11 +69,15 @@ function data.synthetic(opts)
   opts = opt_table("synthetic", opts)
   local split = opts.split or "train"
   local size = opts.size or {180, 240}
-  if type(size) ~= "table" or #size ~= 2 then
-    error("synthetic: size must be {h, w}, got " .. tostring(size), 2)
+  if type(size) ~= "table" or math.type(size[1]) ~= "integer" or math.type(size[2]) ~= "integer" then
+    error("synthetic: size must be two integers {h, w}, got " .. tostring(size), 2)
   end
   local n = opts.n or default_n[split]
   if not n then error("synthetic: split must be \"train\", \"val\" or \"test\", got \"" .. tostring(split) .. "\"", 2) end
+  if math.type(n) ~= "integer" then error("synthetic: n must be an integer, got " .. tostring(n), 2) end
+  if opts.seed ~= nil and math.type(opts.seed) ~= "integer" then
+    error("synthetic: seed must be an integer, got " .. tostring(opts.seed), 2)
+  end
   local h = skd._dataset_synthetic(opts.seed or 0, split, n, size[1], size[2])
   local ds = wrap(h, "synthetic", split)
   ds.size = {size[1], size[2]}
