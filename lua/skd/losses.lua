@@ -351,14 +351,11 @@ local function each_module(D, fn)
 end
 
 -- The critic's state that a forward may change (BatchNorm running statistics, spectral-norm
--- vectors): state_dict entries that are not trained parameters.
+-- vectors): its buffers, for a skd.nn module.
 local function state_tensors(D)
   local out = {}
-  if type(D.state_dict) ~= "function" then return out end
-  local params = {}
-  for _, p in ipairs(param_list(D)) do params[p] = true end
-  for name, t in pairs(D:state_dict()) do
-    if skd.is_tensor(t) and not params[t] and not t.requires_grad_ then out[name] = t end
+  if type(D.named_buffers) == "function" then
+    for name, t in D:named_buffers() do out[name] = t end
   end
   return out
 end
@@ -391,7 +388,8 @@ end
 -- pattern. That is what true double backward differentiates (an activation's second
 -- derivative is 0 almost everywhere); without it the difference quotient jumps by O(1/h)
 -- whenever the perturbation flips a unit's sign, which on a real critic happens for any h
--- large enough to beat float32 rounding.
+-- large enough to beat float32 rounding. Activations used as modules are pinned; one called
+-- as a function inside a custom forward is not (write it as nn.LeakyReLU).
 local function pin_activations(D)
   local pins = {}
   each_module(D, function(m)
