@@ -31,8 +31,13 @@ for f in bench/bench_*.c bench/bench_*.lua bench/bench_*.sh; do
   case "$f" in
     *.c)
       bin="$BUILD/bench/$(basename "$f" .c)"
-      if [ -x "$bin" ]; then run "$f" "$bin"
-      else echo; echo "== $f: skipped, $bin not built (make bench builds it)"; fi ;;
+      if [ ! -x "$bin" ]; then echo; echo "== $f: skipped, $bin not built (make bench builds it)"
+      elif [ "$f" = bench/bench_conv.c ]; then
+        # the im2col + GEMM reference path, then whatever the per-layer choice picks
+        # (Winograd / space-to-batch, where core/ has them)
+        SKD_CONV_ALGO=direct run "$f (SKD_CONV_ALGO=direct)" "$bin"
+        [ -f core/winograd.c ] && SKD_CONV_ALGO=auto run "$f (SKD_CONV_ALGO=auto)" "$bin"
+      else run "$f" "$bin"; fi ;;
     *.lua)
       if [ -x ./skd-lua ]; then run "$f" ./skd-lua "$f"
       else echo; echo "== $f: skipped, no ./skd-lua (run make)"; fi ;;

@@ -8,9 +8,9 @@
  *   backward-weight  dW[g] = sum over tiles of dY[g] · col(X)[g]^T
  *
  * with K = Cin/g·kh·kw and the columns the output pixels (image, oh, ow). The column matrix
- * is built for one tile at a time: a band of output rows of one image when a
- * map is large, several whole images when maps are small (so that the GEMM is not skinny),
- * which bounds the scratch memory whatever the batch. A 1x1, stride-1, unpadded convolution
+ * is built for one tile at a time: a band of output rows of one image when a map is large,
+ * several whole images when maps are small (so that the GEMM is not skinny). That bounds
+ * the scratch memory whatever the batch. A 1x1, stride-1, unpadded convolution
  * reads X in place: its column matrix is the NCHW image itself.
  */
 #include <stdio.h>
@@ -18,8 +18,8 @@
 #include "ops.h"
 #include "parallel.h"
 
-/* A tile's column matrix holds at most this many floats (16 MiB), and the GEMM gets at
- * least TILE_MIN_COLS columns when whole small images have to be stacked to make them. */
+/* A tile's column matrix holds at most this many floats (16 MiB), and small images are
+ * stacked until the GEMM gets at least TILE_MIN_COLS columns. (-D overrides: tuning builds.) */
 #ifndef TILE_MAX_FLOATS
 #define TILE_MAX_FLOATS (4 << 20)
 #endif

@@ -95,7 +95,10 @@ static bool view_in_place(const skd_tensor *t, const batch_shape *bs, mat_view *
 	v->p = skd_tensor_f32(t);
 	v->rows = rows;
 	v->cols = cols;
-	if ((sc == 1 || cols == 1) && (rows == 1 || sr >= max64(cols, 1))) {
+	if (rows == 0 || cols == 0) { /* nothing is read: any valid strides do */
+		v->cs = 1;
+		v->rs = max64(cols, 1);
+	} else if ((sc == 1 || cols == 1) && (rows == 1 || sr >= max64(cols, 1))) {
 		v->cs = 1;
 		v->rs = rows == 1 ? max64(cols, 1) : sr;
 	} else if ((sr == 1 || rows == 1) && (cols == 1 || sc >= max64(rows, 1))) {
