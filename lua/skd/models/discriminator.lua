@@ -1,6 +1,7 @@
 -- The holistic term's critic (method.md §3): a SAGAN-style discriminator that scores a
 -- segmentation map, conditioned on the image ("image", the paper) or on nothing but the
 -- BatchNorm'ed logits ("logits", the authors' code).
+local skd = require "skd"
 local nn = require "skd.nn"
 local Module = nn.Module
 

@@ -1,5 +1,6 @@
 -- PSPNet (Zhao et al. 2017) on a dilated ResNet, as method.md §4 describes it: the teacher
 -- (head 512) and the student (head 128) of the distillation share this shape.
+local skd = require "skd"
 local nn = require "skd.nn"
 local resnet = require "skd.models.resnet"
 local Module = nn.Module

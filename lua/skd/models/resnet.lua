@@ -1,6 +1,7 @@
 -- ResNet (He et al. 2016) as torchvision builds it — same parameter names, order and counts
 -- for num_classes=1000, output_stride=32, deep_stem=false — plus the segmentation variants
 -- of method.md §4: a width multiplier, output stride 16/8 by dilation, and the deep stem.
+local skd = require "skd"
 local nn = require "skd.nn"
 local Module = nn.Module
 

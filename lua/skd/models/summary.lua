@@ -2,6 +2,7 @@
 -- grad) and tabulates every module that computes — layer, type, output shape, parameters,
 -- multiply-adds — with totals. Prints the table (unless print=false) and returns the rows
 -- and the totals.
+local skd = require "skd"
 local nn = require "skd.nn"
 local Module = nn.Module
 

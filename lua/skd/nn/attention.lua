@@ -1,5 +1,6 @@
 -- skd.nn.SelfAttention and skd.nn.SpectralNorm: the two pieces of the SAGAN critic that
 -- scores segmentation maps for the holistic term (method.md §3).
+local skd = require "skd"
 local Module = require "skd.nn.module"
 local layers = require "skd.nn.layers"
 

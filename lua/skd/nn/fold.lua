@@ -3,6 +3,7 @@
 --   W' = W · γ/√(σ² + ε) (per output channel),  b' = (b − μ)·γ/√(σ² + ε) + β.
 -- The folded weights are copies kept beside the originals, so state_dict() still returns the
 -- original names and values; train() or unfreeze() drops them.
+local skd = require "skd"
 local Module = require "skd.nn.module"
 local layers = require "skd.nn.layers"
 

@@ -2,6 +2,7 @@
 -- AdaptiveAvgPool2d, Upsample, Dropout2d, Linear, Identity, Sequential, ModuleList.
 -- Each is a thin module over one engine op (lua/lnn.c); the parameter names, shapes, default
 -- initialisation and printed form are PyTorch's, so that state dicts move both ways.
+local skd = require "skd"
 local Module = require "skd.nn.module"
 
 local L = {}

@@ -11,6 +11,7 @@
 -- Assigning a module to a field registers it as a child (as in PyTorch); parameters and
 -- buffers are registered explicitly with self:param(name, t) and self:buffer(name, t).
 -- Children, parameters and buffers are plain fields of the instance (net.conv.weight).
+local skd = require "skd"
 local Module = {}
 Module.__name = "Module"
 Module.__index = Module
@@ -263,7 +264,7 @@ function Module:flatten()
   end
   layout(self)
   local flat, gflat = skd.zeros(math.max(total, 1)), skd.zeros(math.max(total, 1))
-  local view = {}
+  local view, links = {}, {}
   skd.no_grad(function()
     for _, t in ipairs(order) do
       local s = slot[t]
@@ -274,10 +275,11 @@ function Module:flatten()
       v:requires_grad(t.requires_grad_)
       v.grad = g
       view[t] = v
+      links[#links + 1] = {v, g}
     end
   end)
   flat.grad = gflat
-  local src = {params = flat, grads = gflat, total = total, shared = shared}
+  local src = {params = flat, grads = gflat, total = total, shared = shared, links = links}
   walk(self, "", function(_, m)
     for _, name in ipairs(m._params) do rawset(m, name, view[rawget(m, name)]) end
     rawset(m, "_flat_src", src)
@@ -315,11 +317,17 @@ function Module:flat_gradients()
   return p and p.grad
 end
 
--- Zeroes every parameter's gradient: one fill when the parameters are flat.
+-- Zeroes every parameter's gradient: one fill when the parameters are flat. A parameter
+-- whose .grad was replaced or dropped meanwhile (skd.gradcheck resets its inputs' .grad) is
+-- pointed back at its place in the flat gradient, which the optimiser reads.
 function Module:zero_grad()
-  local flat = rawget(self, "_flat_src") and self:flat_parameters()
+  local src = rawget(self, "_flat_src")
+  local flat = src and self:flat_parameters()
   if flat then
     flat.grad:zero_()
+    for _, l in ipairs(src.links) do
+      if l[1].grad ~= l[2] then l[1].grad = l[2] end
+    end
     return self
   end
   for _, p in ipairs(self:parameters()) do
