@@ -413,6 +413,23 @@ T.test("SpectralNorm gradcheck (power iteration frozen): σ is differentiated th
   T.ok(sn.weight_orig.grad:abs():sum():item() > 0)
 end)
 
+T.test("SpectralNorm: a later forward's power iteration does not change an earlier graph", function()
+  local sn = nn.SpectralNorm(nn.Conv2d(2, 3, 3, {padding = 1}))
+  local x = skd.randn(1, 2, 4, 4)
+  local y1 = sn(x)
+  local u1, v1 = sn.weight_u:clone(), sn.weight_v:clone()
+  sn(x) -- moves u and v in place
+  T.ok(T.maxdiff(sn.weight_u, u1) > 0)
+  y1:sum():backward()
+  local g = sn.weight_orig.grad:clone()
+  -- the reference: the same forward from u1, v1, frozen
+  skd.no_grad(function() sn.weight_u:copy_(u1); sn.weight_v:copy_(v1) end)
+  sn.update_u = false
+  sn.weight_orig.grad = nil
+  sn(x):sum():backward()
+  T.near(g, sn.weight_orig.grad, 1e-6)
+end)
+
 -- ---------------------------------------------------------------- freeze
 
 T.test("freeze: eval, no gradients, BatchNorm folded within 1e-4, names kept", function()

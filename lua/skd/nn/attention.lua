@@ -97,13 +97,15 @@ function SpectralNorm:power_iteration()
   end)
 end
 
--- weight_orig / σ, σ = uᵀ W v (a graph through weight_orig).
+-- weight_orig / σ, σ = uᵀ W v (a graph through weight_orig). The graph gets copies of u and
+-- v, as PyTorch's does: the next forward updates the buffers in place, possibly before this
+-- graph's backward (the holistic term evaluates the critic several times, then backward).
 function SpectralNorm:normalized_weight()
   if self.training and self.update_u then self:power_iteration() end
   local w = self.weight_orig
   local wmat = w:reshape(self.out_features, self.in_features)
-  local u = self.weight_u:reshape(1, self.out_features)
-  local v = self.weight_v:reshape(self.in_features, 1)
+  local u = self.weight_u:clone():reshape(1, self.out_features)
+  local v = self.weight_v:clone():reshape(self.in_features, 1)
   local sigma = skd.matmul(u, skd.matmul(wmat, v)):reshape({})
   return w / sigma, sigma
 end
