@@ -116,7 +116,9 @@ function distill.run(cfg)
       ld:backward()
       copt:step()
       terms.d = ld:item()
-      for k, v in pairs(parts or {}) do terms["d_" .. k] = type(v) == "number" and v or v:item() end
+      for k, v in pairs(parts or {}) do
+        terms[k:sub(1, 2) == "d_" and k or "d_" .. k] = type(v) == "number" and v or v:item()
+      end
     end
     if cfg.on_step and (it % every == 0 or it == 1) then
       cfg.on_step{it = it, image = x, label = y, teacher = tout.logits, student = out.logits,

@@ -108,10 +108,16 @@ end
 -- Training loader: random scale, crop, flip, normalisation (method.md §5), seeded.
 function E.train_loader(ds, opts)
   local norm = E.normalisation(opts.dataset)
-  local crop = opts.crop and E.parse_size(opts.crop) or nil
+  -- random scale, then a crop back to a fixed size so images batch (default: the first
+  -- sample's size; padding is the mean for the image, 255 for the label)
+  local crop = opts.crop and E.parse_size(opts.crop)
+  if not crop then
+    local s = ds[1].label
+    crop = {s:size(1), s:size(2)}
+  end
   return skd.data.loader(ds, {batch = opts.batch or 8, shuffle = true, seed = opts.seed or 1,
     drop_last = true, prefetch = true,
-    transform = skd.data.transform{scale = opts.scale or {0.75, 1.5}, crop = crop or opts.crop_size,
+    transform = skd.data.transform{scale = opts.scale or {0.75, 1.5}, crop = crop,
                                    flip = true, mean = norm.mean, std = norm.std}})
 end
 
@@ -119,7 +125,7 @@ end
 function E.val_transform(opts)
   local norm = E.normalisation(opts.dataset)
   local t = skd.data.transform{mean = norm.mean, std = norm.std}
-  return function(sample) return t:apply(sample).image end
+  return function(sample) return t(sample).image end
 end
 
 -- ---------------------------------------------------------------- networks
