@@ -233,6 +233,20 @@ T.test("a zero node normalises to zero with a finite gradient", function()
   T.ok(x.grad:abs():max():item() < 1e9, "finite")
 end)
 
+T.test("reruns are bit-identical (kernels large enough to run threaded)", function()
+  local fs, ft = skd.randn(2, 64, 24, 24), skd.randn(2, 96, 24, 24)
+  local function run(o)
+    local v, g = loss_and_grad(function(x) return L.pairwise(x, ft, o) end, fs)
+    return v, g
+  end
+  for _, o in ipairs({{beta = 1}, {beta = 1, alpha = 1}, {beta = 2, alpha = 2, pool = "max"}}) do
+    local v1, g1 = run(o)
+    local v2, g2 = run(o)
+    T.eq(v1, v2)
+    T.eq((g1 - g2):abs():max():item(), 0)
+  end
+end)
+
 -- ---------- errors ----------
 
 T.test("errors name the op and what came", function()
