@@ -16,18 +16,19 @@
 
 /* ---------- shared checks and small kernels ---------- */
 
-/* x must be a 3-d float32 tensor (B, C, N). Returns a contiguous new reference or NULL. */
-static skd_tensor *nodes_contiguous(const char *op, const char *what, skd_tensor *x)
+/* x must be a 3-d float32 tensor (B, C, N); `who` names it in messages ("student ", "").
+ * Returns a contiguous new reference or NULL. */
+static skd_tensor *nodes_contiguous(const char *op, const char *who, skd_tensor *x)
 {
 	char s[SKD_SHAPE_STR_LEN];
 	if (!x)
-		return skd_error_null("%s: expects %s nodes (B x C x N), got nothing", op, what);
+		return skd_error_null("%s: expects %snodes (B x C x N), got nothing", op, who);
 	if (x->dtype != SKD_FLOAT32)
-		return skd_error_null("%s: expects float32 %s nodes, got %s", op, what,
+		return skd_error_null("%s: expects float32 %snodes, got %s", op, who,
 				      skd_dtype_name(x->dtype));
 	if (x->ndim != 3)
-		return skd_error_null("%s: expects %s nodes of 3 dimensions (B x C x N), got %s", op,
-				      what, skd_shape_str(x, s, sizeof s));
+		return skd_error_null("%s: expects %snodes of 3 dimensions (B x C x N), got %s", op,
+				      who, skd_shape_str(x, s, sizeof s));
 	return skd_tensor_contiguous_nograd(x);
 }
 
@@ -148,7 +149,7 @@ static int l2_normalize_backward(skd_node *node, const skd_tensor *g, skd_tensor
 
 skd_tensor *skd_l2_normalize(skd_tensor *xin, double eps, bool detach_norm)
 {
-	skd_tensor *x = nodes_contiguous("l2_normalize", "the", xin);
+	skd_tensor *x = nodes_contiguous("l2_normalize", "", xin);
 	if (!x)
 		return NULL;
 	int64_t B = x->shape[0], C = x->shape[1], N = x->shape[2];
@@ -238,10 +239,10 @@ static int pairwise_gram_backward(skd_node *node, const skd_tensor *g, skd_tenso
 skd_tensor *skd_pairwise_gram(skd_tensor *sin, skd_tensor *tin)
 {
 	const char *op = "pairwise_gram";
-	skd_tensor *s = nodes_contiguous(op, "student", sin);
+	skd_tensor *s = nodes_contiguous(op, "student ", sin);
 	if (!s)
 		return NULL;
-	skd_tensor *t = nodes_contiguous(op, "teacher", tin);
+	skd_tensor *t = nodes_contiguous(op, "teacher ", tin);
 	skd_tensor *gss = NULL, *gst = NULL, *gtt = NULL, *out = NULL;
 	if (!t || check_pair(op, s, t))
 		goto done;
@@ -367,10 +368,10 @@ skd_tensor *skd_pairwise_local(skd_tensor *sin, skd_tensor *tin, int64_t nh, int
 			       int radius)
 {
 	const char *op = "pairwise_local";
-	skd_tensor *s = nodes_contiguous(op, "student", sin);
+	skd_tensor *s = nodes_contiguous(op, "student ", sin);
 	if (!s)
 		return NULL;
-	skd_tensor *t = nodes_contiguous(op, "teacher", tin);
+	skd_tensor *t = nodes_contiguous(op, "teacher ", tin);
 	skd_tensor *sn = NULL, *tn = NULL, *d = NULL, *out = NULL;
 	double *part = NULL;
 	if (!t || check_pair(op, s, t))
