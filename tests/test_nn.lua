@@ -55,6 +55,7 @@ T.test("registering a name twice is an error", function()
   local m = nn.Conv2d(1, 1, 1)
   T.raises(function() m:param("weight", skd.zeros(1)) end, "'weight' is already registered")
   T.raises(function() m:add("a.b", nn.ReLU()) end, "without dots")
+  T.raises(function() m:add("eval", nn.ReLU()) end, "'eval' would hide the method")
 end)
 
 T.test("train() and eval() reach every module", function()

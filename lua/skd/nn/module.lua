@@ -61,6 +61,9 @@ local function check_free(m, name, what)
     error(string.format("%s: %s name must be a non-empty string without dots, got %s",
       m:type(), what, tostring(name)), 3)
   end
+  if getmetatable(m)[name] ~= nil then
+    error(string.format("%s: %s name '%s' would hide the method of the same name", m:type(), what, name), 3)
+  end
   for _, list in ipairs({m._params, m._buffers, m._children}) do
     for _, n in ipairs(list) do
       if n == name then error(string.format("%s: '%s' is already registered", m:type(), name), 3) end
