@@ -4,13 +4,16 @@
  *                       {{r,g,b},...}, mode="window"|"png", dir=, history=, max_nodes=}
  *   v:show{image=, label=, teacher=, student=, features={teacher=, student=},
  *          losses={term=number,...}, iter=, index=}   -> true, or false once closed
- *   v:save(path)  v:poll()  v:paused()  v:wait([seconds])  v:close()
+ *   v:save(path)  v:poll([seconds])  v:paused()  v:wait([seconds])  v:close()
  *   v:layout() v:state() v:inject{key=|mouse={x,y}|click={x,y}|close=true} v:pick(x, y)
  *   v:grab(path)  v:mode()  v:frame_dir()  v:affinity() -> {teacher=, student=, grid=, beta=}
  *   skd.viewer.read_png(path) -> H×W×C int32 tensor
  *
  * Classes and palettes are listed in class-id order: classes[1] names id 0. Pixel positions
- * (layout, inject, pick, state) are 1-based, as everything users see. */
+ * (layout, inject, pick, state) are 1-based, as everything users see. Inputs (viewer.h has the
+ * details): image 3×H×W float, shown as is within [0,1], else min-max scaled per image; label
+ * H×W ids, 255 drawn black; teacher/student C×h×w logits (argmax) or h×w ids, resized nearest
+ * to the image; features C×h×w; a leading batch dimension shows element `index` (1-based). */
 #include <stdlib.h>
 #include <string.h>
 #include "image.h"
@@ -245,9 +248,11 @@ static int l_grab(lua_State *L)
 	return 1;
 }
 
+/* v:poll([seconds]) -> open: with seconds, first idles up to that long (or until a key). */
 static int l_poll(lua_State *L)
 {
-	lua_pushboolean(L, skd_viewer_poll(checkviewer(L, 1)));
+	skd_viewer *v = checkviewer(L, 1);
+	lua_pushboolean(L, skd_viewer_poll(v, luaL_optnumber(L, 2, 0)));
 	return 1;
 }
 
@@ -313,7 +318,7 @@ static int l_inject(lua_State *L)
 		return luaL_error(L, "viewer.inject: expects {key=}, {mouse={x,y}}, {click={x,y}} "
 				  "or {close=true}");
 	lskd_check(L, skd_viewer_inject(v, &e));
-	lua_pushboolean(L, skd_viewer_poll(v));
+	lua_pushboolean(L, skd_viewer_poll(v, 0));
 	return 1;
 }
 
@@ -455,8 +460,8 @@ static int l_tostring(lua_State *L)
 	}
 	skd_viewer_ui_state s;
 	skd_viewer_ui(u->v, &s);
-	lua_pushfstring(L, "skd.Viewer (%s, %s, %d samples)", mode_name(skd_viewer_get_mode(u->v)),
-			s.open ? "open" : "closed", s.nsamples);
+	lua_pushfstring(L, "skd.Viewer (%s, %s, %d sample%s)", mode_name(skd_viewer_get_mode(u->v)),
+			s.open ? "open" : "closed", s.nsamples, s.nsamples == 1 ? "" : "s");
 	return 1;
 }
 

@@ -439,6 +439,9 @@ else
     local t0 = skd.clock()
     T.eq(v:wait(0.2), true)
     T.ok(skd.clock() - t0 >= 0.15, "waited while paused")
+    t0 = skd.clock()
+    T.eq(v:poll(0.2), true)
+    T.ok(skd.clock() - t0 >= 0.15, "poll(seconds) idles")
     v:inject{key = "space"}
     t0 = skd.clock()
     v:wait(5)

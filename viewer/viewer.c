@@ -220,9 +220,22 @@ int skd_viewer_show(skd_viewer *v, const skd_viewer_input *in)
 	return rc == SKD_OK ? 1 : SKD_ERR;
 }
 
-int skd_viewer_poll(skd_viewer *v)
+static struct timespec deadline(double seconds)
 {
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	double end = t.tv_sec + t.tv_nsec * 1e-9 + seconds;
+	t.tv_sec = (time_t)end;
+	t.tv_nsec = (long)((end - floor(end)) * 1e9);
+	return t;
+}
+
+int skd_viewer_poll(skd_viewer *v, double timeout)
+{
+	struct timespec until = deadline(timeout > 0 ? timeout : 0);
 	pthread_mutex_lock(&v->lock);
+	if (timeout > 0 && v->open)
+		pthread_cond_timedwait(&v->cond, &v->lock, &until);
 	int open = v->open;
 	pthread_mutex_unlock(&v->lock);
 	return open;
@@ -238,13 +251,7 @@ bool skd_viewer_paused(skd_viewer *v)
 
 int skd_viewer_wait(skd_viewer *v, double timeout)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	if (timeout >= 0) {
-		double t = until.tv_sec + until.tv_nsec * 1e-9 + timeout;
-		until.tv_sec = (time_t)t;
-		until.tv_nsec = (long)((t - floor(t)) * 1e9);
-	}
+	struct timespec until = deadline(timeout >= 0 ? timeout : 0);
 	pthread_mutex_lock(&v->lock);
 	/* Only a window can unpause; a headless viewer never blocks. */
 	while (v->paused && v->open && v->has_thread) {
@@ -372,8 +379,9 @@ int vw_handle_event(skd_viewer *v, const SDL_Event *e)
 		act |= VW_ACT_CLOSE;
 		break;
 	default:
-		break;
+		return act;
 	}
+	pthread_cond_broadcast(&v->cond); /* wakes poll(seconds) and wait() */
 	return act;
 }
 

@@ -94,8 +94,10 @@ int skd_viewer_preset(const char *name, const char *const **names, const uint8_t
 skd_viewer *skd_viewer_open(const skd_viewer_options *opt);
 /* 1: shown; 0: the viewer is closed (nothing done); SKD_ERR: bad input (message set). */
 int skd_viewer_show(skd_viewer *v, const skd_viewer_input *in);
-/* 1 while open, 0 once closed. Cheap; the window thread does the event handling. */
-int skd_viewer_poll(skd_viewer *v);
+/* 1 while open, 0 once closed. Cheap: the window thread does the event handling. With
+ * timeout > 0 it first waits up to that many seconds, returning early when the UI state changes
+ * (a key, a click, the window closing), so `while v:paused() do v:poll(0.05) end` idles. */
+int skd_viewer_poll(skd_viewer *v, double timeout);
 bool skd_viewer_paused(skd_viewer *v);
 /* Blocks while the viewer is paused and open, at most timeout seconds (< 0: no limit).
  * Returns 1 if open afterwards, 0 if closed. */
