@@ -99,7 +99,7 @@ for _, c in ipairs(CONFIGS) do
           viewer:show{image = info.image[1], label = info.label[1], teacher = info.teacher[1],
                       student = info.student[1],
                       features = {teacher = info.features.teacher[1], student = info.features.student[1]},
-                      losses = info.losses}
+                      losses = info.losses, iter = info.it}
           while viewer:paused() do viewer:poll(0.05) end
         end or nil,
         every = 10,
