@@ -17,6 +17,7 @@
 #include <string.h>
 #include "ops.h"
 #include "parallel.h"
+#include "winograd.h"
 
 /* A tile's column matrix holds at most this many floats (16 MiB), and small images are
  * stacked until the GEMM gets at least TILE_MIN_COLS columns. (-D overrides: tuning builds.) */
@@ -427,6 +428,13 @@ static void node_geometry(const skd_node *node, skd_conv2d_params *p)
 	p->groups = (int)node->iarg[6];
 }
 
+/* The layer as the fast paths (winograd.h) see it. */
+static skd_conv_shape fast_shape(const conv_geom *g)
+{
+	return (skd_conv_shape){g->n, g->cin, g->h, g->w, g->cout, g->kh, g->kw,
+				g->sh, g->sw, g->ph, g->pw, g->dh, g->dw, g->groups};
+}
+
 static int conv2d_backward(skd_node *node, const skd_tensor *dy, skd_tensor **gin)
 {
 	skd_conv2d_params p;
@@ -447,7 +455,14 @@ static int conv2d_backward(skd_node *node, const skd_tensor *dy, skd_tensor **gi
 		goto done;
 	if (need_w && !(dw = skd_tensor_empty_like(w)))
 		goto done;
-	if ((need_x || need_w) &&
+	int plan = (int)node->iarg[7]; /* the path the forward took */
+	skd_conv_shape fs = fast_shape(&g);
+	if ((need_x || need_w) && plan &&
+	    skd_conv_fast_backward(&fs, plan, skd_tensor_f32(x), skd_tensor_f32(w),
+				   skd_tensor_f32(dy), dx ? skd_tensor_f32(dx) : NULL,
+				   dw ? skd_tensor_f32(dw) : NULL))
+		goto done;
+	if ((need_x || need_w) && !plan &&
 	    conv2d_backward_direct(&g, skd_tensor_f32(x), skd_tensor_f32(w), skd_tensor_f32(dy),
 				   dx ? skd_tensor_f32(dx) : NULL, dw ? skd_tensor_f32(dw) : NULL))
 		goto done;
@@ -480,10 +495,14 @@ skd_tensor *skd_conv2d(skd_tensor *x, skd_tensor *w, skd_tensor *b, const skd_co
 	skd_tensor *bc = wc && b ? skd_tensor_contiguous_nograd(b) : NULL;
 	int64_t shape[4] = {g.n, g.cout, g.oh, g.ow};
 	skd_tensor *y = wc && (bc || !b) ? skd_tensor_empty(SKD_FLOAT32, 4, shape) : NULL;
-	/* the dispatch: faster paths chosen per layer go here, the direct path stays the
-	 * reference they are tested against */
-	if (y && conv2d_forward_direct(&g, skd_tensor_f32(xc), skd_tensor_f32(wc),
-				       bc ? skd_tensor_f32(bc) : NULL, skd_tensor_f32(y))) {
+	/* the dispatch: a Winograd tile (space-to-batch first when dilated) chosen per layer by
+	 * skd_conv_fast_plan, or the direct path, the reference they are tested against */
+	skd_conv_shape fs = fast_shape(&g);
+	int plan = skd_conv_fast_plan(&fs);
+	if (y && (plan ? skd_conv_fast_forward(&fs, plan, skd_tensor_f32(xc), skd_tensor_f32(wc),
+						bc ? skd_tensor_f32(bc) : NULL, skd_tensor_f32(y))
+		       : conv2d_forward_direct(&g, skd_tensor_f32(xc), skd_tensor_f32(wc),
+					       bc ? skd_tensor_f32(bc) : NULL, skd_tensor_f32(y)))) {
 		skd_tensor_release(y);
 		y = NULL;
 	}
@@ -497,7 +516,7 @@ skd_tensor *skd_conv2d(skd_tensor *x, skd_tensor *w, skd_tensor *b, const skd_co
 	if (node) {
 		skd_node_save(node, x);
 		skd_node_save(node, w);
-		int64_t args[7] = {g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.groups};
+		int64_t args[8] = {g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.groups, plan};
 		memcpy(node->iarg, args, sizeof args);
 	}
 	return y;

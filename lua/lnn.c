@@ -2,6 +2,7 @@
  * batch_norm, dropout, softmax, cross_entropy, cat, split. Options go in a trailing table. */
 #include <string.h>
 #include "lskd.h"
+#include "winograd.h"
 
 /* skd.conv2d(x, w [, b] [, {stride=, padding=, dilation=, groups=}]) */
 static int l_conv2d(lua_State *L)
@@ -17,6 +18,19 @@ static int l_conv2d(lua_State *L)
 	lskd_optpair(L, opts, "conv2d", "dilation", 1, p.dilation);
 	p.groups = lskd_optint(L, opts, "conv2d", "groups", 1);
 	lskd_pushtensor(L, skd_conv2d(x, w, b, &p));
+	return 1;
+}
+
+/* skd.conv_algo([name]) -> the setting before the call: "auto", "direct", "winograd2" or
+ * "winograd4" (SKD_CONV_ALGO's default); with a name, sets it for every later conv2d. */
+static int l_conv_algo(lua_State *L)
+{
+	skd_conv_algo prev = skd_conv_algo_get(), a;
+	if (!lua_isnoneornil(L, 1)) {
+		lskd_check(L, skd_conv_algo_parse(luaL_checkstring(L, 1), &a));
+		skd_conv_algo_set(a);
+	}
+	lua_pushstring(L, skd_conv_algo_name(prev));
 	return 1;
 }
 
@@ -221,6 +235,7 @@ static int l_split(lua_State *L)
 
 static const luaL_Reg nn_fns[] = {
 	{"conv2d", l_conv2d},
+	{"conv_algo", l_conv_algo},
 	{"matmul", l_matmul},
 	{"max_pool2d", l_max_pool2d},
 	{"avg_pool2d", l_avg_pool2d},

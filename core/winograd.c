@@ -1,0 +1,642 @@
+/* winograd.c — 3x3 stride-1 convolution by minimal filtering, F(m x m, 3 x 3) with m = 2 or 4
+ * (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015), and the per-layer
+ * choice between it and conv2d.c's direct path.
+ *
+ * Each output tile of m x m pixels reads an alpha x alpha input tile d (alpha = m + 2):
+ *
+ *   Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A          per tile, per (output, input) channel pair
+ *
+ * Summed over input channels, the element-wise product becomes, for each of the alpha²
+ * transform positions ξ, one GEMM  M[ξ] (cout x tiles) = U[ξ] (cout x cin) · V[ξ] (cin x tiles):
+ * alpha² = 36 multiplications per 16 outputs instead of 144 for F(4,3), 16 per 4 instead of 36
+ * for F(2,3). So a call is: weights -> U (alpha², cout, cin); for each chunk of tile rows, input
+ * tiles -> V (alpha², cin, tiles), alpha² GEMMs through skd_sgemm, M -> output tiles.
+ *
+ *   backward-input   dX = the same forward on dY with the kernel rotated by 180° and its
+ *                    channels swapped, padding 2 − p (negative: a crop)
+ *   backward-weight  dg = Gᵀ [ Σ_tiles (A dY Aᵀ) ⊙ (Bᵀ d B) ] G, the transposed algorithm: the
+ *                    sum over tiles is alpha² GEMMs dU[ξ] (cout x cin) += dYt[ξ] · V[ξ]ᵀ
+ *
+ * Transforms work on strips of STRIP tiles of one tile row, one channel at a time, so their
+ * inner loops run over tiles with a fixed trip count and vectorise; OpenMP splits the strips,
+ * BLIS threads the GEMMs, and no BLIS call happens inside a parallel region. Each output
+ * element is computed by one fixed sequence of operations whatever the threads, so results
+ * repeat bit for bit.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ops.h"
+#include "parallel.h"
+#include "winograd.h"
+
+#define STRIP 32 /* tiles per strip: the transforms' vector length */
+#define MAX_A 6  /* alpha for F(4,3) */
+#define MAX_M 4
+
+/* The transform matrices, row-major with fixed row lengths: bt is Bᵀ (alpha x alpha), g is
+ * G (alpha x 3), at is Aᵀ (m x alpha). Points 0, ±1, (±2,) ∞. */
+typedef struct wg_kind {
+	int m, alpha;
+	float bt[MAX_A * MAX_A], g[MAX_A * 3], at[MAX_M * MAX_A];
+} wg_kind;
+
+static const wg_kind f2 = {
+	2, 4,
+	{1, 0, -1, 0, 0, 0,
+	 0, 1, 1, 0, 0, 0,
+	 0, -1, 1, 0, 0, 0,
+	 0, 1, 0, -1, 0, 0},
+	{1, 0, 0, 0.5f, 0.5f, 0.5f, 0.5f, -0.5f, 0.5f, 0, 0, 1},
+	{1, 1, 1, 0, 0, 0,
+	 0, 1, -1, -1, 0, 0},
+};
+
+static const wg_kind f4 = {
+	4, 6,
+	{4, 0, -5, 0, 1, 0,
+	 0, -4, -4, 1, 1, 0,
+	 0, 4, -4, -1, 1, 0,
+	 0, -2, -1, 2, 1, 0,
+	 0, 2, -1, -2, 1, 0,
+	 0, 4, 0, -5, 0, 1},
+	{1.0f / 4, 0, 0,
+	 -1.0f / 6, -1.0f / 6, -1.0f / 6,
+	 -1.0f / 6, 1.0f / 6, -1.0f / 6,
+	 1.0f / 24, 1.0f / 12, 1.0f / 6,
+	 1.0f / 24, -1.0f / 12, 1.0f / 6,
+	 0, 0, 1},
+	{1, 1, 1, 1, 1, 0,
+	 0, 1, -1, 2, -2, 0,
+	 0, 1, 1, 4, 4, 0,
+	 0, 1, -1, 8, -8, 1},
+};
+
+/* The tiling of one convolution: n images of h x w in, oh x ow out, padding (ph, pw). */
+typedef struct wg_geom {
+	const wg_kind *k;
+	int64_t n, h, w, oh, ow, ph, pw;
+	int64_t tiles_h, tiles_w;         /* per image */
+	int64_t rows;                     /* tile rows over the batch: n · tiles_h */
+} wg_geom;
+
+static wg_geom geometry(int m, int64_t n, int64_t h, int64_t w, int64_t ph, int64_t pw)
+{
+	wg_geom g = {m == 4 ? &f4 : &f2, n, h, w, h + 2 * ph - 2, w + 2 * pw - 2, ph, pw, 0, 0, 0};
+	g.tiles_h = (g.oh + m - 1) / m;
+	g.tiles_w = (g.ow + m - 1) / m;
+	g.rows = n * g.tiles_h;
+	return g;
+}
+
+/* ---------- the transforms, on STRIP lanes at once ---------- */
+
+/* Lane arrays get one block of slack: a segment's gather writes whole blocks of 8 tiles, and
+ * the lanes past its end are overwritten by the next segment (or never read). */
+#define LANES (STRIP + 8)
+
+/* out[p·n_out + q] = Σ_i Σ_j c(p,i) c(q,j) in[i·n_in + j], lane by lane, where
+ * c(p,i) = mat[p·sp + i·si]. Always inlined with a constant matrix, so that the loops over
+ * i, j, p, q unroll, the zero coefficients (most of them) drop out at compile time and each
+ * lane's sum stays in a register. */
+static inline __attribute__((always_inline)) void
+transform2d(const float *mat, int sp, int si, int n_out, int n_in, const float *const *in,
+	    float *const *out)
+{
+	float mid[MAX_A * MAX_A][STRIP];
+#pragma GCC unroll 6
+	for (int i = 0; i < n_in; i++)
+#pragma GCC unroll 6
+		for (int q = 0; q < n_out; q++)
+			for (int k = 0; k < STRIP; k++) {
+				float s = 0.0f;
+#pragma GCC unroll 6
+				for (int j = 0; j < n_in; j++)
+					if (mat[q * sp + j * si] != 0.0f)
+						s += mat[q * sp + j * si] * in[i * n_in + j][k];
+				mid[i * n_out + q][k] = s;
+			}
+#pragma GCC unroll 6
+	for (int p = 0; p < n_out; p++)
+#pragma GCC unroll 6
+		for (int q = 0; q < n_out; q++)
+			for (int k = 0; k < STRIP; k++) {
+				float s = 0.0f;
+#pragma GCC unroll 6
+				for (int i = 0; i < n_in; i++)
+					if (mat[p * sp + i * si] != 0.0f)
+						s += mat[p * sp + i * si] * mid[i * n_out + q][k];
+				out[p * n_out + q][k] = s;
+			}
+}
+
+/* A strip is STRIP consecutive tiles of a chunk, in the chunk's order (tile row, then
+ * column), so that it stays full however narrow the map; it falls into segments, each
+ * within one tile row. Segment: tiles tw .. tw+len−1 of tile row th of image img, at lanes
+ * lane .. lane+len−1. */
+typedef struct segment {
+	int64_t img, th, tw;
+	int lane, len;
+} segment;
+
+/* The segments of the strip at chunk tiles s0 .. s0+nt−1 of a chunk starting at tile row
+ * row0; returns their number (at most STRIP). */
+static int strip_segments(const wg_geom *g, int64_t row0, int64_t s0, int nt, segment *seg)
+{
+	int ns = 0;
+	for (int lane = 0; lane < nt;) {
+		int64_t row = row0 + (s0 + lane) / g->tiles_w, tw = (s0 + lane) % g->tiles_w;
+		int len = g->tiles_w - tw < nt - lane ? (int)(g->tiles_w - tw) : nt - lane;
+		seg[ns++] = (segment){row / g->tiles_h, row % g->tiles_h, tw, lane, len};
+		lane += len;
+	}
+	return ns;
+}
+
+/* tile[i·n + j][lane + t] = plane[r0 + i][c0 + t·m + j] (0 outside rows x cols) for the
+ * segment's tiles t < len: entry (i, j) of n x n tiles whose corners are m apart. Each row is
+ * first split by column phase (ph[r][t] = column t·m + r), a stride-m deinterleave that
+ * vectorises, then column j of the tiles is phase j % m shifted by j / m tiles. Loops run in
+ * blocks of 8 tiles with fixed trip counts; inlined with constant m and n. */
+static inline __attribute__((always_inline)) void
+gather_segment(const float *plane, int64_t rows, int64_t cols, int64_t r0, int64_t c0, int m,
+	       int n, int lane, int len, float (*restrict tile)[LANES])
+{
+	float buf[(LANES + 8) * MAX_M], ph[MAX_M][LANES + 8];
+	int nb = (len + 7) / 8 * 8, np = n > m ? nb + 8 : nb; /* tiles written; phases built */
+	int64_t need = (int64_t)np * m, lo = c0 < 0 ? -c0 : 0, hi = cols - c0;
+	if (hi > need)
+		hi = need;
+	if (lo > need)
+		lo = need;
+	if (hi < lo)
+		hi = lo;
+	for (int i = 0; i < n; i++) {
+		int64_t r = r0 + i;
+		if (r < 0 || r >= rows) {
+			for (int j = 0; j < n; j++)
+				memset(tile[i * n + j] + lane, 0, sizeof(float) * nb);
+			continue;
+		}
+		const float *row = plane + r * cols + c0, *src = row;
+		if (lo > 0 || hi < need) {
+			memset(buf, 0, sizeof(float) * lo);
+			memcpy(buf + lo, row + lo, sizeof(float) * (hi - lo));
+			memset(buf + hi, 0, sizeof(float) * (need - hi));
+			src = buf;
+		}
+		for (int b = 0; b < np; b += 8)
+			for (int t = 0; t < 8; t++)
+#pragma GCC unroll 4
+				for (int p = 0; p < m; p++)
+					ph[p][b + t] = src[(b + t) * m + p];
+#pragma GCC unroll 6
+		for (int j = 0; j < n; j++)
+			for (int b = 0; b < nb; b += 8)
+				for (int t = 0; t < 8; t++)
+					tile[i * n + j][lane + b + t] = ph[j % m][b + t + j / m];
+	}
+}
+
+/* The inverse for m x m output tiles: plane(segment)[th·m + i][tw·m + t·m + j] =
+ * res[i·m + j][lane + t] + bias inside the oh x ow plane, for every segment of the strip. */
+static inline __attribute__((always_inline)) void
+scatter_strip(float (*res)[STRIP], int m, float bias, float *y, int64_t plane_stride,
+	      int64_t oh, int64_t ow, const segment *seg, int ns)
+{
+	float buf[MAX_M][STRIP * MAX_M];
+	for (int i = 0; i < m; i++)
+		for (int t = 0; t < STRIP; t++)
+#pragma GCC unroll 4
+			for (int j = 0; j < m; j++)
+				buf[i][t * m + j] = res[i * m + j][t] + bias;
+	for (int k = 0; k < ns; k++) {
+		const segment *sg = &seg[k];
+		float *plane = y + sg->img * plane_stride;
+		int64_t c0 = sg->tw * m, len = ow - c0 < sg->len * m ? ow - c0 : sg->len * m;
+		for (int i = 0; i < m && sg->th * m + i < oh; i++)
+			memcpy(plane + (sg->th * m + i) * ow + c0, buf[i] + sg->lane * m,
+			       sizeof(float) * len);
+	}
+}
+
+/* Points out[ξ] at dst + ξ·stride when the strip is whole (nt == STRIP), else at loc. */
+static void strip_outputs(float *dst, int64_t stride, int64_t nt, int n, float (*loc)[STRIP],
+			  float **out)
+{
+	for (int xi = 0; xi < n; xi++)
+		out[xi] = nt == STRIP ? dst + xi * stride : loc[xi];
+}
+
+static void flush_outputs(float *dst, int64_t stride, int64_t nt, int n, float (*loc)[STRIP])
+{
+	if (nt < STRIP)
+		for (int xi = 0; xi < n; xi++)
+			memcpy(dst + xi * stride, loc[xi], sizeof(float) * nt);
+}
+
+/* The tiles of channel planes (n, nch, rows, cols) into transformed lanes: out[ξ] of the
+ * strip = (T d Tᵀ)[ξ] for n_in x n_in tiles d at corners m apart, offset (-pr, -pc); T = Bᵀ
+ * for the input (n_in = alpha), A for a gradient of the output (n_in = m). */
+static void transform_tiles(const wg_geom *g, const float *x, int64_t nch, int64_t rows,
+			    int64_t cols, int64_t pr, int64_t pc, bool grad_output, int64_t row0,
+			    int64_t nrows, float *v)
+{
+	int m = g->k->m, aa = g->k->alpha * g->k->alpha;
+	int64_t tpc = nrows * g->tiles_w, strips = (tpc + STRIP - 1) / STRIP;
+	int64_t units = nch * strips;
+#pragma omp parallel for schedule(static) if (units * STRIP * aa > SKD_PARALLEL_GRAIN)
+	for (int64_t u = 0; u < units; u++) {
+		int64_t c = u / strips, s0 = u % strips * STRIP;
+		int nt = tpc - s0 < STRIP ? (int)(tpc - s0) : STRIP;
+		segment seg[STRIP];
+		int ns = strip_segments(g, row0, s0, nt, seg);
+		float tile[MAX_A * MAX_A][LANES], loc[MAX_A * MAX_A][STRIP];
+		const float *in[MAX_A * MAX_A];
+		float *out[MAX_A * MAX_A], *dst = v + c * tpc + s0;
+		for (int e = 0; e < aa; e++)
+			in[e] = tile[e];
+		strip_outputs(dst, nch * tpc, nt, aa, loc, out);
+		if (nt < STRIP) /* lanes no segment writes: keep them finite */
+			memset(tile, 0, sizeof tile);
+		for (int k = 0; k < ns; k++) {
+			const float *plane = x + (seg[k].img * nch + c) * rows * cols;
+			int64_t r0 = seg[k].th * m - pr, c0 = seg[k].tw * m - pc;
+			if (m == 4 && !grad_output)
+				gather_segment(plane, rows, cols, r0, c0, 4, 6, seg[k].lane, seg[k].len, tile);
+			else if (m == 4)
+				gather_segment(plane, rows, cols, r0, c0, 4, 4, seg[k].lane, seg[k].len, tile);
+			else if (!grad_output)
+				gather_segment(plane, rows, cols, r0, c0, 2, 4, seg[k].lane, seg[k].len, tile);
+			else
+				gather_segment(plane, rows, cols, r0, c0, 2, 2, seg[k].lane, seg[k].len, tile);
+		}
+		/* the coefficient (ξ, o) of A is Aᵀ[o][ξ] */
+		if (m == 4 && !grad_output)
+			transform2d(f4.bt, MAX_A, 1, 6, 6, in, out);
+		else if (m == 4)
+			transform2d(f4.at, 1, MAX_A, 6, 4, in, out);
+		else if (!grad_output)
+			transform2d(f2.bt, MAX_A, 1, 4, 4, in, out);
+		else
+			transform2d(f2.at, 1, MAX_A, 4, 2, in, out);
+		flush_outputs(dst, nch * tpc, nt, aa, loc);
+	}
+}
+
+/* v[ξ][c][t] = (Bᵀ d B)[ξ] for the input tiles d of channel c of x (n, nch, h, w) in the
+ * chunk's tile rows row0 .. row0 + nrows − 1 (t: the chunk's tile index). */
+static void transform_input(const wg_geom *g, const float *x, int64_t nch, int64_t row0,
+			    int64_t nrows, float *v)
+{
+	transform_tiles(g, x, nch, g->h, g->w, g->ph, g->pw, false, row0, nrows, v);
+}
+
+/* dyt[ξ][c][t] = (A dY Aᵀ)[ξ] for the m x m tiles of dy (n, nch, oh, ow), zero past its edge:
+ * the transform the weight gradient pairs with V. */
+static void transform_grad_output(const wg_geom *g, const float *dy, int64_t nch, int64_t row0,
+				  int64_t nrows, float *dyt)
+{
+	transform_tiles(g, dy, nch, g->oh, g->ow, 0, 0, true, row0, nrows, dyt);
+}
+
+/* y (n, nch, oh, ow) tiles = Aᵀ M[·][c] A + bias[c], for the tile rows of the chunk. */
+static void transform_output(const wg_geom *g, const float *mm, int64_t nch, int64_t row0,
+			     int64_t nrows, const float *bias, float *y)
+{
+	int m = g->k->m, aa = g->k->alpha * g->k->alpha;
+	int64_t tpc = nrows * g->tiles_w, strips = (tpc + STRIP - 1) / STRIP;
+	int64_t units = nch * strips;
+#pragma omp parallel for schedule(static) if (units * STRIP * aa > SKD_PARALLEL_GRAIN)
+	for (int64_t u = 0; u < units; u++) {
+		int64_t c = u / strips, s0 = u % strips * STRIP;
+		int nt = tpc - s0 < STRIP ? (int)(tpc - s0) : STRIP;
+		segment seg[STRIP];
+		int ns = strip_segments(g, row0, s0, nt, seg);
+		float loc[MAX_A * MAX_A][STRIP], res[MAX_M * MAX_M][STRIP];
+		const float *in[MAX_A * MAX_A];
+		float *out[MAX_M * MAX_M];
+		const float *src = mm + c * tpc + s0;
+		for (int xi = 0; xi < aa; xi++) {
+			in[xi] = src + xi * nch * tpc;
+			if (nt < STRIP) {
+				memcpy(loc[xi], in[xi], sizeof(float) * nt);
+				memset(loc[xi] + nt, 0, sizeof(float) * (STRIP - nt));
+				in[xi] = loc[xi];
+			}
+		}
+		for (int o = 0; o < m * m; o++)
+			out[o] = res[o];
+		float *yc = y + c * g->oh * g->ow, bv = bias ? bias[c] : 0.0f;
+		int64_t stride = nch * g->oh * g->ow;
+		if (m == 4) {
+			transform2d(f4.at, MAX_A, 1, 4, 6, in, out);
+			scatter_strip(res, 4, bv, yc, stride, g->oh, g->ow, seg, ns);
+		} else {
+			transform2d(f2.at, MAX_A, 1, 2, 4, in, out);
+			scatter_strip(res, 2, bv, yc, stride, g->oh, g->ow, seg, ns);
+		}
+	}
+}
+
+/* u[ξ][k][c] = (G g Gᵀ)[ξ] for the 3x3 kernel g of output channel k, input channel c, taken
+ * from wt (nk, nc, 3, 3) — or, flipped, from wt (nc, nk, 3, 3) rotated by 180°: the kernel of
+ * the backward-input convolution. */
+static void transform_weight(const wg_kind *K, const float *wt, int64_t nk, int64_t nc,
+			     bool flip, float *u)
+{
+	int aa = K->alpha * K->alpha;
+	int64_t strips = (nc + STRIP - 1) / STRIP, units = nk * strips;
+#pragma omp parallel for schedule(static) if (units * STRIP * aa > SKD_PARALLEL_GRAIN)
+	for (int64_t q = 0; q < units; q++) {
+		int64_t k = q / strips, c0 = q % strips * STRIP;
+		int64_t nt = nc - c0 < STRIP ? nc - c0 : STRIP;
+		float g9[9][STRIP], loc[MAX_A * MAX_A][STRIP];
+		const float *in[9];
+		float *out[MAX_A * MAX_A], *dst = u + k * nc + c0;
+		for (int e = 0; e < 9; e++) {
+			for (int64_t t = 0; t < STRIP; t++) {
+				int64_t c = c0 + t;
+				g9[e][t] = t >= nt  ? 0.0f
+					   : flip ? wt[(c * nk + k) * 9 + 8 - e]
+						  : wt[(k * nc + c) * 9 + e];
+			}
+			in[e] = g9[e];
+		}
+		strip_outputs(dst, nk * nc, nt, aa, loc, out);
+		if (K->m == 4)
+			transform2d(f4.g, 3, 1, 6, 3, in, out);
+		else
+			transform2d(f2.g, 3, 1, 4, 3, in, out);
+		flush_outputs(dst, nk * nc, nt, aa, loc);
+	}
+}
+
+/* dw (nk, nc, 3, 3) = Gᵀ du[·][k][c] G: the weight gradient from its transformed sum. */
+static void transform_weight_grad(const wg_kind *K, const float *du, int64_t nk, int64_t nc,
+				  float *dw)
+{
+	int aa = K->alpha * K->alpha;
+	int64_t strips = (nc + STRIP - 1) / STRIP, units = nk * strips;
+#pragma omp parallel for schedule(static) if (units * STRIP * aa > SKD_PARALLEL_GRAIN)
+	for (int64_t q = 0; q < units; q++) {
+		int64_t k = q / strips, c0 = q % strips * STRIP;
+		int64_t nt = nc - c0 < STRIP ? nc - c0 : STRIP;
+		float loc[MAX_A * MAX_A][STRIP], res[9][STRIP];
+		const float *in[MAX_A * MAX_A];
+		float *out[9];
+		for (int xi = 0; xi < aa; xi++) {
+			memcpy(loc[xi], du + (xi * nk + k) * nc + c0, sizeof(float) * nt);
+			memset(loc[xi] + nt, 0, sizeof(float) * (STRIP - nt));
+			in[xi] = loc[xi];
+		}
+		for (int e = 0; e < 9; e++)
+			out[e] = res[e];
+		if (K->m == 4)
+			transform2d(f4.g, 1, 3, 3, 6, in, out);
+		else
+			transform2d(f2.g, 1, 3, 3, 4, in, out);
+		for (int64_t t = 0; t < nt; t++)
+			for (int e = 0; e < 9; e++)
+				dw[(k * nc + c0 + t) * 9 + e] = res[e][t];
+	}
+}
+
+/* ---------- chunks of tile rows ---------- */
+
+/* The transformed tiles of a chunk (alpha² x channels x tiles, for the input and the output
+ * side) take about this many bytes: enough tiles for GEMMs that run near BLIS's peak, few
+ * enough that the buffers stay bounded whatever the batch. */
+#ifndef WG_CHUNK_BYTES
+#define WG_CHUNK_BYTES (24 << 20)
+#endif
+#define WG_MIN_TILES 256
+
+static int64_t chunk_rows(const wg_geom *g, int64_t ch_in, int64_t ch_out)
+{
+	int64_t aa = g->k->alpha * g->k->alpha;
+	int64_t tiles = WG_CHUNK_BYTES / (int64_t)(sizeof(float) * aa * (ch_in + ch_out));
+	if (tiles < WG_MIN_TILES)
+		tiles = WG_MIN_TILES;
+	int64_t rows = (tiles + g->tiles_w - 1) / g->tiles_w;
+	return rows < g->rows ? rows : g->rows;
+}
+
+/* y (n, nk, oh, ow) from x (n, nc, h, w) and the transformed kernel u (alpha², nk, nc). */
+static int forward_transformed(const wg_geom *g, int64_t nc, int64_t nk, const float *x,
+			       const float *u, const float *bias, float *y)
+{
+	int64_t aa = g->k->alpha * g->k->alpha, crow = chunk_rows(g, nc, nk);
+	size_t vbytes = sizeof(float) * aa * nc * crow * g->tiles_w;
+	size_t mbytes = sizeof(float) * aa * nk * crow * g->tiles_w;
+	float *v = skd_alloc(vbytes), *mm = v ? skd_alloc(mbytes) : NULL;
+	if (!mm) {
+		skd_free(v, vbytes);
+		return SKD_ERR;
+	}
+	for (int64_t row0 = 0; row0 < g->rows; row0 += crow) {
+		int64_t nrows = g->rows - row0 < crow ? g->rows - row0 : crow;
+		int64_t tpc = nrows * g->tiles_w;
+		transform_input(g, x, nc, row0, nrows, v);
+		for (int64_t xi = 0; xi < aa; xi++)
+			skd_sgemm(false, false, nk, tpc, nc, 1.0f, u + xi * nk * nc, nc,
+				  v + xi * nc * tpc, tpc, 0.0f, mm + xi * nk * tpc, tpc);
+		transform_output(g, mm, nk, row0, nrows, bias, y);
+	}
+	skd_free(v, vbytes);
+	skd_free(mm, mbytes);
+	return SKD_OK;
+}
+
+int skd_winograd_forward(int m, int64_t n, int64_t cin, int64_t h, int64_t w, int64_t cout,
+			 int64_t ph, int64_t pw, const float *x, const float *wt, const float *b,
+			 float *y)
+{
+	wg_geom g = geometry(m, n, h, w, ph, pw);
+	int64_t aa = g.k->alpha * g.k->alpha;
+	size_t ubytes = sizeof(float) * aa * cout * cin;
+	float *u = skd_alloc(ubytes);
+	if (!u)
+		return SKD_ERR;
+	transform_weight(g.k, wt, cout, cin, false, u);
+	int rc = forward_transformed(&g, cin, cout, x, u, b, y);
+	skd_free(u, ubytes);
+	return rc;
+}
+
+int skd_winograd_backward_input(int m, int64_t n, int64_t cin, int64_t h, int64_t w,
+				int64_t cout, int64_t ph, int64_t pw, const float *dy,
+				const float *wt, float *dx)
+{
+	/* dy is (h + 2ph − 2) x (w + 2pw − 2); padded by 2 − p it gives back h x w */
+	wg_geom g = geometry(m, n, h + 2 * ph - 2, w + 2 * pw - 2, 2 - ph, 2 - pw);
+	int64_t aa = g.k->alpha * g.k->alpha;
+	size_t ubytes = sizeof(float) * aa * cin * cout;
+	float *u = skd_alloc(ubytes);
+	if (!u)
+		return SKD_ERR;
+	transform_weight(g.k, wt, cin, cout, true, u);
+	int rc = forward_transformed(&g, cout, cin, dy, u, NULL, dx);
+	skd_free(u, ubytes);
+	return rc;
+}
+
+int skd_winograd_backward_weight(int m, int64_t n, int64_t cin, int64_t h, int64_t w,
+				 int64_t cout, int64_t ph, int64_t pw, const float *x,
+				 const float *dy, float *dw)
+{
+	wg_geom g = geometry(m, n, h, w, ph, pw);
+	int64_t aa = g.k->alpha * g.k->alpha, crow = chunk_rows(&g, cin, cout);
+	size_t vbytes = sizeof(float) * aa * cin * crow * g.tiles_w;
+	size_t tbytes = sizeof(float) * aa * cout * crow * g.tiles_w;
+	size_t ubytes = sizeof(float) * aa * cout * cin;
+	float *v = skd_alloc(vbytes), *dyt = v ? skd_alloc(tbytes) : NULL;
+	float *du = dyt ? skd_alloc(ubytes) : NULL;
+	int rc = SKD_ERR;
+	if (!du)
+		goto done;
+	/* chunks add into du in a fixed order: the first GEMM of each ξ overwrites */
+	for (int64_t row0 = 0; row0 < g.rows; row0 += crow) {
+		int64_t nrows = g.rows - row0 < crow ? g.rows - row0 : crow;
+		int64_t tpc = nrows * g.tiles_w;
+		transform_input(&g, x, cin, row0, nrows, v);
+		transform_grad_output(&g, dy, cout, row0, nrows, dyt);
+		for (int64_t xi = 0; xi < aa; xi++)
+			skd_sgemm(false, true, cout, cin, tpc, 1.0f, dyt + xi * cout * tpc, tpc,
+				  v + xi * cin * tpc, tpc, row0 == 0 ? 0.0f : 1.0f,
+				  du + xi * cout * cin, cin);
+	}
+	if (g.rows == 0)
+		memset(du, 0, ubytes);
+	transform_weight_grad(g.k, du, cout, cin, dw);
+	rc = SKD_OK;
+done:
+	skd_free(v, vbytes);
+	skd_free(dyt, tbytes);
+	skd_free(du, ubytes);
+	return rc;
+}
+
+/* ---------- the algorithm switch and the per-layer choice ---------- */
+
+static const char *const algo_names[] = {"auto", "direct", "winograd2", "winograd4"};
+static skd_conv_algo algo_setting;
+static bool algo_known;
+
+const char *skd_conv_algo_name(skd_conv_algo a)
+{
+	return (unsigned)a < sizeof algo_names / sizeof *algo_names ? algo_names[a] : "?";
+}
+
+int skd_conv_algo_parse(const char *name, skd_conv_algo *a)
+{
+	for (unsigned i = 0; name && i < sizeof algo_names / sizeof *algo_names; i++)
+		if (!strcmp(name, algo_names[i])) {
+			*a = (skd_conv_algo)i;
+			return SKD_OK;
+		}
+	return skd_error("conv_algo: expects auto, direct, winograd2 or winograd4, got '%s'",
+			 name ? name : "(nothing)");
+}
+
+skd_conv_algo skd_conv_algo_get(void)
+{
+	if (!algo_known) {
+		const char *env = getenv("SKD_CONV_ALGO");
+		algo_setting = SKD_CONV_AUTO;
+		if (env && *env && skd_conv_algo_parse(env, &algo_setting)) {
+			fprintf(stderr, "skd: SKD_CONV_ALGO: %s; using auto\n", skd_last_error());
+			algo_setting = SKD_CONV_AUTO;
+		}
+		algo_known = true;
+	}
+	return algo_setting;
+}
+
+void skd_conv_algo_set(skd_conv_algo a)
+{
+	algo_setting = a;
+	algo_known = true;
+}
+
+/* The rule, in units of one GEMM multiply-add pair (2 flops) plus the memory-bound passes:
+ * every element a pass moves (im2col's columns, the Winograd transforms in and out, the
+ * space-to-batch copies) costs about MOVE_COST flops of GEMM time. Measured with
+ * bench/bench_winograd.c (transforms ≈ 0.8 ns per element against sgemm's ≈ 0.015 ns per
+ * flop on one core), it makes Winograd pay from about 16 channels on, F(4,3) beat F(2,3)
+ * except where its coarser tiles overhang a small map, and leaves thin layers direct. */
+#ifndef WG_MOVE_COST
+#define WG_MOVE_COST 55.0
+#endif
+
+static bool eligible(const skd_conv_shape *s)
+{
+	if (s->kh != 3 || s->kw != 3 || s->sh != 1 || s->sw != 1 || s->groups != 1)
+		return false;
+	if (s->n < 1 || s->cin < 1 || s->cout < 1)
+		return false;
+	if (s->dh == 1 && s->dw == 1)
+		return true;
+	return s->ph == s->dh && s->pw == s->dw; /* space-to-batch */
+}
+
+/* Time of the Winograd path with tile m on n images of h x w, padded by p (dilation 1). */
+static double winograd_cost(int m, int64_t n, int64_t cin, int64_t cout, int64_t oh,
+			    int64_t ow)
+{
+	double aa = (m + 2) * (m + 2), ci = (double)cin, co = (double)cout;
+	double tiles = (double)n * ((oh + m - 1) / m) * ((ow + m - 1) / m);
+	return tiles * aa * (2.0 * ci * co + WG_MOVE_COST * (ci + co)) + aa * ci * co * WG_MOVE_COST;
+}
+
+int skd_conv_fast_plan(const skd_conv_shape *s)
+{
+	skd_conv_algo a = skd_conv_algo_get();
+	if (a == SKD_CONV_DIRECT || !eligible(s))
+		return 0;
+	if (a == SKD_CONV_WINOGRAD2)
+		return 2;
+	if (a == SKD_CONV_WINOGRAD4)
+		return 4;
+	int64_t oh = s->h + 2 * s->ph - 2 * s->dh, ow = s->w + 2 * s->pw - 2 * s->dw;
+	double pixels = (double)s->n * oh * ow, ci = (double)s->cin, co = (double)s->cout;
+	double direct = pixels * (18.0 * ci * co + WG_MOVE_COST * 9.0 * ci);
+	int64_t n = s->n, wh = oh, ww = ow;
+	double extra = 0.0;
+	if (s->dh > 1 || s->dw > 1) { /* sub-grids, and the copies into and out of them */
+		n *= s->dh * s->dw;
+		wh = (s->h + s->dh - 1) / s->dh;
+		ww = (s->w + s->dw - 1) / s->dw;
+		extra = WG_MOVE_COST * pixels * (ci + co);
+	}
+	double c2 = winograd_cost(2, n, s->cin, s->cout, wh, ww) + extra;
+	double c4 = winograd_cost(4, n, s->cin, s->cout, wh, ww) + extra;
+	if (direct <= c2 && direct <= c4)
+		return 0;
+	return c4 <= c2 ? 4 : 2;
+}
+
+int skd_conv_fast_forward(const skd_conv_shape *s, int m, const float *x, const float *w,
+			  const float *b, float *y)
+{
+	if (s->dh > 1 || s->dw > 1)
+		return skd_s2b_forward(m, s->n, s->cin, s->h, s->w, s->cout, s->dh, s->dw, x, w, b,
+				       y);
+	return skd_winograd_forward(m, s->n, s->cin, s->h, s->w, s->cout, s->ph, s->pw, x, w, b,
+				    y);
+}
+
+int skd_conv_fast_backward(const skd_conv_shape *s, int m, const float *x, const float *w,
+			   const float *dy, float *dx, float *dw)
+{
+	if (s->dh > 1 || s->dw > 1)
+		return skd_s2b_backward(m, s->n, s->cin, s->h, s->w, s->cout, s->dh, s->dw, x, w,
+					dy, dx, dw);
+	if (dx && skd_winograd_backward_input(m, s->n, s->cin, s->h, s->w, s->cout, s->ph, s->pw,
+					      dy, w, dx))
+		return SKD_ERR;
+	if (dw && skd_winograd_backward_weight(m, s->n, s->cin, s->h, s->w, s->cout, s->ph,
+					       s->pw, x, dy, dw))
+		return SKD_ERR;
+	return SKD_OK;
+}
