@@ -14,7 +14,9 @@
 -- with glibc's mmap threshold fixed (large blocks go back to the kernel when freed) and the
 -- engine's block cache emptied. Time is wall-clock, the best of two runs for the small cases
 -- (one for the large), and the process's CPU time beside it: on a shared machine the wall
--- time swings with the load, the CPU time much less.
+-- time swings with the load, the CPU time much less (on an oversubscribed machine run it with
+-- SKD_THREADS=1: waiting OpenMP/BLIS threads spin and inflate both). The Gram way's peak is
+-- the B×C×N node tensors and their gradients (the features' own size) plus 3 C×C matrices.
 -- Inputs are post-ReLU features with a teacher correlated to the student, as real ones are.
 local L = skd.losses
 
