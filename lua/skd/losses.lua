@@ -7,9 +7,14 @@
 --   L.pixel_kl(zs, zt, {T = 1, reduction = "mean"|"batchsum", mask_ignore = false, labels = y})
 --   L.pairwise(fs, ft, {beta = 2 | grid = k, pool = "avg"|"max", alpha = nil, detach_norm = false})
 --   L.affinity(f, opts) -> B×N×N, nh, nw        L.affinity_row(f, i | {r, c}, opts) -> B×N, nh, nw
---   L.mimic(fs, ft, adapter)                    L.attention_transfer(fs, ft, {p = 2})
+--   L.nodes(f, opts) -> B×C×N normalised graph nodes, nh, nw
+--   L.mimic(fs, ft, adapter)  L.mimic_adapter(Cs, Ct)   L.attention_transfer(fs, ft, {p = 2})
 --   L.critic_input(z, image, "image"|"logits")  L.holistic_student(D, s_in)
 --   L.holistic_critic(D, s_in, t_in, {lambda_ho = 0.1, lambda_gp = 10, hinge = false}) -> loss, parts
+--
+-- The C kernels behind the pair-wise term are core/affinity.c (skd._l2_normalize,
+-- skd._pairwise_gram, skd._pairwise_local). The gradient penalty's second-order term is a
+-- finite-difference Hessian-vector product (design.md "Second order"), see gradient_penalty.
 --
 -- Teacher tensors are always treated as constants (detached). Feature and logit maps are
 -- B×C×h×w; labels B×H×W int32.
