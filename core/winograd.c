@@ -179,6 +179,14 @@ gather_segment(const float *plane, int64_t rows, int64_t cols, int64_t r0, int64
 			continue;
 		}
 		const float *row = plane + r * cols + c0, *src = row;
+		if (len < 8) { /* a few tiles (narrow maps, sub-grids): element by element */
+			for (int j = 0; j < n; j++)
+				for (int t = 0; t < len; t++) {
+					int64_t k = (int64_t)t * m + j;
+					tile[i * n + j][lane + t] = k >= lo && k < hi ? row[k] : 0.0f;
+				}
+			continue;
+		}
 		if (lo > 0 || hi < need) {
 			memset(buf, 0, sizeof(float) * lo);
 			memcpy(buf + lo, row + lo, sizeof(float) * (hi - lo));
@@ -559,15 +567,24 @@ void skd_conv_algo_set(skd_conv_algo a)
 	algo_known = true;
 }
 
-/* The rule, in units of one GEMM multiply-add pair (2 flops) plus the memory-bound passes:
- * every element a pass moves (im2col's columns, the Winograd transforms in and out, the
- * space-to-batch copies) costs about MOVE_COST flops of GEMM time. Measured with
- * bench/bench_winograd.c (transforms ≈ 0.8 ns per element against sgemm's ≈ 0.015 ns per
- * flop on one core), it makes Winograd pay from about 16 channels on, F(4,3) beat F(2,3)
- * except where its coarser tiles overhang a small map, and leaves thin layers direct. */
-#ifndef WG_MOVE_COST
-#define WG_MOVE_COST 55.0
-#endif
+/* The rule: predicted time of a training step's three passes in units of one GEMM flop,
+ *
+ *   direct    18·P·ci·co + IM2COL·9·P·ci
+ *   Winograd  2·T·α²·ci·co + TRANSFORM·T·α²·(ci + co) + WEIGHT·α²·ci·co + ROW·R·(ci + co)
+ *             [+ S2B·P·(ci + co) when dilated]
+ *
+ * for P output pixels, T tiles in R tile rows (of the sub-grids when dilated), ci and co
+ * channels. The costs of the memory-bound passes were fitted (least squares, relative) to
+ * fwd+bwd times of 24 layers from 3→4 channels to 512→512, maps 4x4 to 64x64, dilation 1, 2
+ * and 4, measured one-threaded in CPU time with bench_winograd's method on this 2-core
+ * machine. The fit picks the fastest path for 22 of them; the other two (3→4 at 64x64, 32→32
+ * dilation 4) lose ≤ 13%. Winograd wins from about 8 channels on maps of 8x8 and more; thin
+ * layers on small maps, and F(4,3) on maps of 4x4 (tiny GEMMs), stay direct or take F(2,3). */
+#define COST_IM2COL 28.0
+#define COST_TRANSFORM 40.0
+#define COST_WEIGHT 80.0
+#define COST_ROW 2500.0
+#define COST_S2B 135.0
 
 static bool eligible(const skd_conv_shape *s)
 {
@@ -580,13 +597,14 @@ static bool eligible(const skd_conv_shape *s)
 	return s->ph == s->dh && s->pw == s->dw; /* space-to-batch */
 }
 
-/* Time of the Winograd path with tile m on n images of h x w, padded by p (dilation 1). */
+/* The Winograd term of the rule for tile m on n images with oh x ow outputs. */
 static double winograd_cost(int m, int64_t n, int64_t cin, int64_t cout, int64_t oh,
 			    int64_t ow)
 {
 	double aa = (m + 2) * (m + 2), ci = (double)cin, co = (double)cout;
-	double tiles = (double)n * ((oh + m - 1) / m) * ((ow + m - 1) / m);
-	return tiles * aa * (2.0 * ci * co + WG_MOVE_COST * (ci + co)) + aa * ci * co * WG_MOVE_COST;
+	double rows = (double)n * ((oh + m - 1) / m), tiles = rows * ((ow + m - 1) / m);
+	return tiles * aa * (2.0 * ci * co + COST_TRANSFORM * (ci + co)) +
+	       COST_WEIGHT * aa * ci * co + COST_ROW * rows * (ci + co);
 }
 
 int skd_conv_fast_plan(const skd_conv_shape *s)
@@ -600,14 +618,14 @@ int skd_conv_fast_plan(const skd_conv_shape *s)
 		return 4;
 	int64_t oh = s->h + 2 * s->ph - 2 * s->dh, ow = s->w + 2 * s->pw - 2 * s->dw;
 	double pixels = (double)s->n * oh * ow, ci = (double)s->cin, co = (double)s->cout;
-	double direct = pixels * (18.0 * ci * co + WG_MOVE_COST * 9.0 * ci);
+	double direct = pixels * (18.0 * ci * co + COST_IM2COL * 9.0 * ci);
 	int64_t n = s->n, wh = oh, ww = ow;
 	double extra = 0.0;
 	if (s->dh > 1 || s->dw > 1) { /* sub-grids, and the copies into and out of them */
 		n *= s->dh * s->dw;
 		wh = (s->h + s->dh - 1) / s->dh;
 		ww = (s->w + s->dw - 1) / s->dw;
-		extra = WG_MOVE_COST * pixels * (ci + co);
+		extra = COST_S2B * pixels * (ci + co);
 	}
 	double c2 = winograd_cost(2, n, s->cin, s->cout, wh, ww) + extra;
 	double c4 = winograd_cost(4, n, s->cin, s->cout, wh, ww) + extra;
