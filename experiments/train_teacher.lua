@@ -52,7 +52,7 @@ io.stderr:write(string.format("%s: PSPNet-ResNet%d (width %g, head %d), %.2f M p
 local t0 = skd.clock()
 local r = E.train_alone(net, train_ds, opts, {name = opts.role, iterations = opts.iterations,
   log = dir .. "/" .. name .. "-log.jsonl", checkpoint = dir .. "/" .. name .. "-last.safetensors",
-  checkpoint_every = 200, resume = opts.resume})
+  checkpoint_every = tonumber(os.getenv("SKD_CHECKPOINT_EVERY")) or 200, resume = opts.resume})
 if r.interrupted then os.exit(130) end
 local seconds = skd.clock() - t0
 local cm = E.evaluate(net, val_ds, opts)
