@@ -147,10 +147,11 @@ int main(int argc, char **argv)
 	const char *clk = getenv("SKD_BENCH_CLOCK");
 	if (clk && strcmp(clk, "cpu") == 0)
 		bench_clock = CLOCK_PROCESS_CPUTIME_ID;
-	const char *algo = getenv("SKD_CONV_ALGO");
-	printf("conv2d vs BLIS sgemm of the same GEMM shape — threads %d, SKD_CONV_ALGO=%s, median "
-	       "of %d runs after 1 warm-up, %s time\n\n", skd_threads_get(), algo ? algo : "(unset)",
-	       runs, bench_clock == CLOCK_MONOTONIC ? "wall" : "CPU");
+	const char *algo = getenv("SKD_CONV_ALGO"), *wait = getenv("OMP_WAIT_POLICY");
+	printf("conv2d vs BLIS sgemm of the same GEMM shape — threads %d, SKD_CONV_ALGO=%s, "
+	       "OMP_WAIT_POLICY=%s,\nmedian of %d runs after 1 warm-up, %s time\n\n",
+	       skd_threads_get(), algo ? algo : "(unset)", wait ? wait : "(unset)", runs,
+	       bench_clock == CLOCK_MONOTONIC ? "wall" : "CPU");
 	printf("%-24s %-15s %5s %5s %5s %8s %7s %7s %6s %6s\n", "layer (batch 8)", "pass", "M",
 	       "N", "K", "conv ms", "GFLOP/s", "sgemm", "ratio", "best");
 	double tconv[100], tgemm[100];
