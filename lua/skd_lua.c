@@ -727,8 +727,24 @@ static int pmain(lua_State *L)
 	return 1;
 }
 
+/* OpenMP threads that wait by spinning steal the cores from everything else this program
+ * runs beside its kernels (the data loader's worker, the viewer's thread) and from other
+ * processes: on a busy 2-core machine a convolution ran 36x slower. libgomp reads its wait
+ * policy before main, so the program sets OMP_WAIT_POLICY=passive and starts itself again,
+ * once; a user's own setting is kept. */
+static void prefer_passive_openmp(char **argv)
+{
+	if (getenv("OMP_WAIT_POLICY") || getenv("SKD_REEXECED"))
+		return;
+	setenv("OMP_WAIT_POLICY", "passive", 1);
+	setenv("SKD_REEXECED", "1", 1);
+	execv("/proc/self/exe", argv);
+	/* exec failed (no /proc): carry on with the default policy */
+}
+
 int main(int argc, char **argv)
 {
+	prefer_passive_openmp(argv);
 	lua_State *L = luaL_newstate();
 	if (!L) {
 		fprintf(stderr, "%s: cannot create a Lua state (out of memory)\n", progname);
