@@ -17,11 +17,13 @@
  *   backward-weight  dg = Gᵀ [ Σ_tiles (A dY Aᵀ) ⊙ (Bᵀ d B) ] G, the transposed algorithm: the
  *                    sum over tiles is alpha² GEMMs dU[ξ] (cout x cin) += dYt[ξ] · V[ξ]ᵀ
  *
- * Transforms work on strips of STRIP tiles of one tile row, one channel at a time, so their
- * inner loops run over tiles with a fixed trip count and vectorise; OpenMP splits the strips,
- * BLIS threads the GEMMs, and no BLIS call happens inside a parallel region. Each output
- * element is computed by one fixed sequence of operations whatever the threads, so results
- * repeat bit for bit.
+ * Transforms work on strips of STRIP consecutive tiles (across tile rows, so that narrow maps
+ * fill them too), one channel at a time, so their inner loops run over tiles with a fixed trip
+ * count and vectorise; OpenMP splits the strips, BLIS threads the GEMMs, and no BLIS call
+ * happens inside a parallel region. Each output element is computed by one fixed sequence of
+ * operations whatever the threads (chunks of tile rows are a function of the shape only), so
+ * results repeat bit for bit. Accuracy against the direct path, max |error| / max |output| on
+ * random data: about 4e-7 for F(2,3), 7e-6 for F(4,3) (tests/test_winograd.lua bounds them).
  */
 #include <stdio.h>
 #include <stdlib.h>
