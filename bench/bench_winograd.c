@@ -12,6 +12,10 @@
  * usage: [SKD_BENCH_CLOCK=cpu] bench_winograd [runs [layer-substring [pass-substring]]]
  *        runs default 5 (SKD_BENCH_RUNS also sets it); with SKD_BENCH_CLOCK=cpu, the
  *        process's CPU time instead of wall time (for one-thread runs on a busy machine).
+ *        bench_winograd calibrate [runs]: the measurements the per-layer rule in
+ *        core/winograd.c was fitted to (forward + both backward passes of 24 layers, each
+ *        path), with the rule's pick beside the fastest (run it as
+ *        SKD_THREADS=1 SKD_BENCH_CLOCK=cpu bench_winograd calibrate 3).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,18 +150,97 @@ static const skd_conv_algo algos[] = {SKD_CONV_DIRECT, SKD_CONV_WINOGRAD2, SKD_C
 				      SKD_CONV_AUTO};
 #define NALGO 4
 
+/* One training step's conv work (forward, then backward into both x and w), best of runs. */
+static double time_step(skd_tensor *x, skd_tensor *w, const skd_conv2d_params *p, int runs)
+{
+	double best = 1e30;
+	for (int r = 0; r <= runs; r++) {
+		skd_tensor_set_requires_grad(x, true);
+		skd_tensor_set_requires_grad(w, true);
+		double t0 = now();
+		skd_tensor *y = skd_conv2d(x, w, NULL, p);
+		if (!y)
+			die("conv2d");
+		skd_tensor *g = skd_tensor_full(SKD_FLOAT32, y->ndim, y->shape, 0.01);
+		if (skd_backward(y, g))
+			die("backward");
+		double t = now() - t0;
+		skd_tensor_release(g);
+		skd_tensor_release(y);
+		skd_tensor_release(x->grad);
+		skd_tensor_release(w->grad);
+		x->grad = w->grad = NULL;
+		if (r > 0 && t < best)
+			best = t;
+	}
+	skd_tensor_set_requires_grad(x, false);
+	skd_tensor_set_requires_grad(w, false);
+	return best;
+}
+
+/* n, cin, h, w, cout, dilation: thin to wide, 4x4 to 64x64 maps, dilation 1, 2, 4. */
+static const int calib[][6] = {
+	{8, 3, 64, 64, 4, 1},     {8, 3, 64, 64, 16, 1},    {8, 8, 64, 64, 8, 1},
+	{8, 16, 32, 64, 16, 1},   {8, 32, 32, 64, 32, 1},   {8, 64, 32, 64, 64, 1},
+	{8, 16, 16, 16, 16, 1},   {8, 64, 8, 8, 64, 1},     {8, 128, 4, 4, 128, 1},
+	{8, 256, 6, 6, 256, 1},   {8, 128, 16, 32, 128, 1}, {8, 256, 8, 8, 256, 1},
+	{8, 64, 16, 16, 64, 2},   {8, 32, 16, 32, 32, 4},   {8, 64, 16, 32, 64, 4},
+	{8, 128, 16, 32, 128, 2}, {8, 128, 16, 32, 128, 4}, {8, 256, 16, 32, 256, 2},
+	{8, 256, 16, 32, 256, 4}, {2, 512, 16, 32, 512, 4}, {4, 32, 9, 9, 32, 1},
+	{8, 512, 4, 4, 512, 1},   {1, 64, 64, 64, 128, 1},  {8, 24, 24, 24, 24, 1},
+};
+
+static void calibrate(int runs)
+{
+	static const char *name[] = {"direct", "F2", "F4"};
+	printf("fwd+bwd ms (best of %d, %s clock, threads %d); * marks the rule's pick\n", runs,
+	       cpu_clock ? "CPU" : "wall", skd_threads_get());
+	int agree = 0, total = 0;
+	for (size_t i = 0; i < sizeof calib / sizeof *calib; i++) {
+		const int *c = calib[i];
+		int64_t xs[4] = {c[0], c[1], c[2], c[3]}, ws[4] = {c[4], c[1], 3, 3};
+		skd_tensor *x = randn(4, xs), *w = randn(4, ws);
+		skd_conv2d_params p = {{1, 1}, {c[5], c[5]}, {c[5], c[5]}, 1};
+		skd_conv_shape s = {c[0], c[1], c[2], c[3], c[4], 3, 3, 1, 1, c[5], c[5], c[5], c[5], 1};
+		skd_conv_algo_set(SKD_CONV_AUTO);
+		int plan = skd_conv_fast_plan(&s), pick = plan == 4 ? 2 : plan == 2 ? 1 : 0, best = 0;
+		double t[3];
+		for (int a = 0; a < 3; a++) {
+			skd_conv_algo_set(algos[a]);
+			t[a] = time_step(x, w, &p, runs) * 1e3;
+			if (t[a] < t[best])
+				best = a;
+		}
+		printf("%d x %3d->%-3d %2dx%-2d d%d:", c[0], c[1], c[4], c[2], c[3], c[5]);
+		for (int a = 0; a < 3; a++)
+			printf("  %s %8.2f%s", name[a], t[a], a == pick ? "*" : " ");
+		printf("  fastest %s, rule's pick %+.0f%%\n", name[best], 100.0 * (t[pick] / t[best] - 1));
+		agree += pick == best;
+		total++;
+		skd_tensor_release(x);
+		skd_tensor_release(w);
+	}
+	skd_conv_algo_set(SKD_CONV_AUTO);
+	printf("the rule picks the fastest path for %d of %d layers\n", agree, total);
+}
+
 int main(int argc, char **argv)
 {
 	int runs = 5;
 	const char *env = getenv("SKD_BENCH_RUNS");
+	const char *clk = getenv("SKD_BENCH_CLOCK");
+	cpu_clock = clk && !strcmp(clk, "cpu");
+	if (argc > 1 && !strcmp(argv[1], "calibrate")) {
+		skd_manual_seed(1);
+		calibrate(argc > 2 && atoi(argv[2]) > 0 ? atoi(argv[2]) : 3);
+		return 0;
+	}
 	if (argc > 1)
 		runs = atoi(argv[1]);
 	else if (env)
 		runs = atoi(env);
 	runs = runs < 1 ? 1 : runs > 100 ? 100 : runs;
 	const char *only_layer = argc > 2 ? argv[2] : NULL, *only_pass = argc > 3 ? argv[3] : NULL;
-	const char *clk = getenv("SKD_BENCH_CLOCK");
-	cpu_clock = clk && !strcmp(clk, "cpu");
 	skd_manual_seed(1);
 	int threads = skd_threads_get();
 	double peak = peak_gflops();
