@@ -578,10 +578,12 @@ void skd_conv_algo_set(skd_conv_algo a)
  * for P output pixels, T tiles in R tile rows (of the sub-grids when dilated), ci and co
  * channels. The costs of the memory-bound passes were fitted (least squares, relative) to
  * fwd+bwd times of 24 layers from 3→4 channels to 512→512, maps 4x4 to 64x64, dilation 1, 2
- * and 4, measured one-threaded in CPU time with bench_winograd's method on this 2-core
- * machine. The fit picks the fastest path for 22 of them; the other two (3→4 at 64x64, 32→32
- * dilation 4) lose ≤ 13%. Winograd wins from about 8 channels on maps of 8x8 and more; thin
- * layers on small maps, and F(4,3) on maps of 4x4 (tiny GEMMs), stay direct or take F(2,3). */
+ * and 4, measured one-threaded in CPU time on this 2-core machine (`SKD_THREADS=1
+ * SKD_BENCH_CLOCK=cpu bench_winograd calibrate` repeats it). The fit picked the fastest path
+ * for 22 of them and lost ≤ 13% on the other two (3→4 at 64x64, 32→32 dilation 4); reruns on
+ * the shared machine move a few near-ties (20 to 22 of 24). Winograd wins from about 8
+ * channels on maps of 8x8 and more; thin layers on small maps, and F(4,3) on maps of 4x4
+ * (tiny GEMMs), stay direct or take F(2,3). */
 #define COST_IM2COL 28.0
 #define COST_TRANSFORM 40.0
 #define COST_WEIGHT 80.0
