@@ -244,8 +244,10 @@ int main(int argc, char **argv)
 	skd_manual_seed(1);
 	int threads = skd_threads_get();
 	double peak = peak_gflops();
-	printf("conv2d paths on 3x3 layers — threads %d, %s clock, median (best) of %d runs after "
-	       "1 warm-up\n", threads, cpu_clock ? "CPU" : "wall", runs);
+	const char *wait = getenv("OMP_WAIT_POLICY");
+	printf("conv2d paths on 3x3 layers — threads %d, OMP_WAIT_POLICY=%s, %s clock, median (best) "
+	       "of %d runs after 1 warm-up\n", threads, wait ? wait : "(unset: spinning; on a busy "
+	       "machine set passive)", cpu_clock ? "CPU" : "wall", runs);
 	printf("machine FP32: sgemm 2048^3 %.0f GFLOP/s measured; nominal peak %.0f GFLOP/s "
 	       "(Zen 4, 2 threads: 117.5 per core)\n\n", peak, 117.5 * threads);
 	printf("%-30s %-15s %-9s %8s %8s %12s %7s\n", "layer (batch 8)", "pass", "path", "ms",
