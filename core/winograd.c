@@ -590,6 +590,11 @@ void skd_conv_algo_set(skd_conv_algo a)
 #define COST_ROW 2500.0
 #define COST_S2B 135.0
 
+/* Past this much scratch (transformed kernel, and a chunk's transformed tiles in and out) the
+ * rule leaves a layer to the direct path, whose column buffer is capped at 16 MiB: a PSPNet
+ * head's 4096 -> 512 conv would take 470 MiB through F(4,3). A forced path ignores it. */
+#define SCRATCH_MAX ((int64_t)256 << 20)
+
 static bool eligible(const skd_conv_shape *s)
 {
 	if (s->kh != 3 || s->kw != 3 || s->sh != 1 || s->sw != 1 || s->groups != 1)
@@ -601,12 +606,17 @@ static bool eligible(const skd_conv_shape *s)
 	return s->ph == s->dh && s->pw == s->dw; /* space-to-batch */
 }
 
-/* The Winograd term of the rule for tile m on n images with oh x ow outputs. */
+/* The Winograd term of the rule for tile m on n images with oh x ow outputs; "never" when its
+ * scratch would pass SCRATCH_MAX. */
 static double winograd_cost(int m, int64_t n, int64_t cin, int64_t cout, int64_t oh,
 			    int64_t ow)
 {
+	wg_geom g = geometry(m, n, oh, ow, 1, 1); /* padded by 1, the output is oh x ow */
+	int64_t chunk = chunk_rows(&g, cin, cout) * g.tiles_w;
 	double aa = (m + 2) * (m + 2), ci = (double)cin, co = (double)cout;
-	double rows = (double)n * ((oh + m - 1) / m), tiles = rows * ((ow + m - 1) / m);
+	if (sizeof(float) * aa * (ci * co + (double)chunk * (ci + co)) > (double)SCRATCH_MAX)
+		return 1e300;
+	double rows = (double)g.rows, tiles = rows * g.tiles_w;
 	return tiles * aa * (2.0 * ci * co + COST_TRANSFORM * (ci + co)) +
 	       COST_WEIGHT * aa * ci * co + COST_ROW * rows * (ci + co);
 }
