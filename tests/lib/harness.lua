@@ -70,6 +70,48 @@ function T.raises(fn, ...)
   return err
 end
 
+-- A table of bad calls, each {fn, fragment, ...}: every fn must raise an error whose message
+-- holds all its fragments (T.raises). The first call that does not names its position.
+function T.raises_each(cases)
+  for i, c in ipairs(cases) do
+    local ok, err = pcall(T.raises, c[1], table.unpack(c, 2))
+    if not ok then error("bad call " .. i .. ": " .. tostring(err), 2) end
+  end
+end
+
+-- fn() run at 1 thread, then at 2 (the count restored after, also on error): its results,
+-- tensors and numbers, must be bit-identical between the two runs.
+function T.same_at_threads(fn)
+  local n0 = skd.threads()
+  local ok, a, b = pcall(function()
+    skd.threads(1)
+    local r1 = table.pack(fn())
+    skd.threads(2)
+    return r1, table.pack(fn())
+  end)
+  skd.threads(n0)
+  if not ok then error(a, 0) end
+  T.eq(b.n, a.n, "result count")
+  for i = 1, a.n do
+    if skd.is_tensor(a[i]) then T.near(b[i], a[i], 0, "result " .. i .. " at 2 threads")
+    else T.eq(b[i], a[i], "result " .. i .. " at 2 threads") end
+  end
+end
+
+-- "2x3x4": a tensor's shape as text, for T.eq on shapes.
+function T.shape(t) return table.concat(t:size(), "x") end
+
+-- A 1×C×h×w tensor from per-pixel channel vectors given row-major: px[k] = {c1, c2, ...}.
+function T.from_pixels(h, w, px)
+  local C = #px[1]
+  local t = skd.zeros(1, C, h, w)
+  for k, v in ipairs(px) do
+    local y, x = (k - 1) // w + 1, (k - 1) % w + 1
+    for c = 1, C do t:set(v[c], 1, c, y, x) end
+  end
+  return t
+end
+
 -- Finite-difference gradient check of fn over the inputs (those with requires_grad).
 function T.gradcheck(fn, inputs, opts)
   local ok, r = skd.gradcheck(fn, inputs, opts)

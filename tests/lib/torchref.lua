@@ -2,15 +2,16 @@
 -- dependency: tests ask R.available() and skip (with the reason) when no python3 with torch.
 --
 --   local R = require "torchref"
---   if R.available() then
+--   R.test("max_pool2d matches PyTorch", function()  -- skipped, with the reason, without torch
 --     local out = R.run("out = F.max_pool2d(x, 3, 2, ceil_mode=True)", {x = x})
 --     T.near(skd.max_pool2d(x, 3, {stride = 2, ceil_mode = true}), out.out, 1e-6)
---   end
+--   end)
 --
 -- Inputs go to python as float32 (int32 stays int32, as int64 for torch), in a temporary text
 -- file; the code runs with torch, F (torch.nn.functional) and the inputs as globals, and every
 -- global tensor it assigns whose name is in `outs` (default {"out"}) comes back as a skd tensor.
 local R = {}
+local T = require "harness"
 
 local python, why_not
 
@@ -27,6 +28,12 @@ function R.available()
   end
   why_not = "no python3 with torch (python3 -c 'import torch' fails)"
   return false, why_not
+end
+
+-- T.test(name, fn) when torch is there; otherwise the test is listed as skipped, with why.
+function R.test(name, fn)
+  local ok, why = R.available()
+  if ok then T.test(name, fn) else T.skip(name, why) end
 end
 
 local function write_tensor(f, name, t)
