@@ -377,7 +377,7 @@ skd_tensor *skd_pairwise_local(skd_tensor *sin, skd_tensor *tin, int64_t nh, int
 	if (!t || check_pair(op, s, t))
 		goto done;
 	int64_t B = s->shape[0], Cs = s->shape[1], Ct = t->shape[1], N = s->shape[2];
-	if (nh < 1 || nw < 1 || nh * nw != N) {
+	if (nh < 1 || nw < 1 || N % nw != 0 || N / nw != nh) { /* nh·nw could overflow */
 		skd_error("%s: a node grid of %lldx%lld does not hold the %lld nodes given", op,
 			  (long long)nh, (long long)nw, (long long)N);
 		goto done;

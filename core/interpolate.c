@@ -176,6 +176,9 @@ skd_tensor *skd_interpolate(skd_tensor *x_in, int64_t oh, int64_t ow, skd_interp
 	if (oh < 1 || ow < 1)
 		return skd_error_null("%s: output size must be at least 1x1, got %lldx%lld", op,
 				      (long long)oh, (long long)ow);
+	if (oh > INT32_MAX || ow > INT32_MAX) /* the axis tables hold oh + ow entries */
+		return skd_error_null("%s: output size must be below 2^31 per side, got %lldx%lld", op,
+				      (long long)oh, (long long)ow);
 	if (mode != SKD_INTERP_BILINEAR && mode != SKD_INTERP_NEAREST)
 		return skd_error_null("%s: unknown mode %d", op, (int)mode);
 	if (mode == SKD_INTERP_NEAREST && align_corners)

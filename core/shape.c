@@ -68,6 +68,10 @@ skd_tensor *skd_reshape(skd_tensor *a, int ndim, const int64_t *shape_in)
 			infer = i;
 		} else if (shape[i] < 0) {
 			return skd_error_null("reshape: size %lld is invalid", (long long)shape[i]);
+		} else if (shape[i] > 0 && known > INT64_MAX / shape[i]) {
+			return skd_error_null("reshape: sizes whose product overflows (size %lld in "
+					      "position %d) cannot view %lld elements", (long long)shape[i],
+					      i + 1, (long long)numel);
 		} else {
 			known *= shape[i];
 		}
@@ -196,10 +200,11 @@ skd_tensor *skd_narrow(skd_tensor *a, int dim, int64_t start, int64_t length)
 {
 	if (check_tensor("narrow", a) || check_dim("narrow", a, dim, a->ndim))
 		return NULL;
-	if (start < 0 || length < 0 || start + length > a->shape[dim])
-		return skd_error_null("narrow: range [%lld, %lld] is outside dimension %d of size %lld",
-				      (long long)start + 1, (long long)(start + length), dim + 1,
-				      (long long)a->shape[dim]);
+	/* compared without forming start + length, which huge arguments would overflow */
+	if (start < 0 || length < 0 || start > a->shape[dim] || length > a->shape[dim] - start)
+		return skd_error_null("narrow: %lld elements from position %lld do not fit in "
+				      "dimension %d of size %lld", (long long)length,
+				      (long long)start + 1, dim + 1, (long long)a->shape[dim]);
 	int64_t shape[SKD_MAX_DIMS];
 	memcpy(shape, a->shape, sizeof shape);
 	shape[dim] = length;
@@ -419,7 +424,7 @@ int skd_split(skd_tensor *a, int64_t size, int dim, skd_tensor **out, int max_ou
 		return SKD_ERR;
 	if (size < 1)
 		return skd_error("split: piece size must be at least 1, got %lld", (long long)size);
-	int64_t len = a->shape[dim], pieces = (len + size - 1) / size;
+	int64_t len = a->shape[dim], pieces = len / size + (len % size != 0);
 	if (pieces > max_out)
 		return skd_error("split: %lld pieces is more than %d", (long long)pieces, max_out);
 	for (int64_t i = 0; i < pieces; i++) {

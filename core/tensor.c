@@ -46,13 +46,18 @@ static int check_shape(int ndim, const int64_t *shape, int64_t *numel)
 {
 	if (ndim < 0 || ndim > SKD_MAX_DIMS)
 		return skd_error("tensor: expects 0 to %d dimensions, got %d", SKD_MAX_DIMS, ndim);
-	int64_t n = 1;
+	/* Bounds the product of the nonzero sizes too: strides are products of sizes, and a
+	 * 0-size dimension must not let the others grow past what int64 strides can hold. */
+	int64_t n = 1, span = 1;
 	for (int i = 0; i < ndim; i++) {
 		if (shape[i] < 0)
 			return skd_error("tensor: size of dimension %d is negative (%lld)", i + 1,
 					 (long long)shape[i]);
-		if (shape[i] > 0 && n > INT64_MAX / 8 / shape[i])
-			return skd_error("tensor: too many elements");
+		if (shape[i] > 0 && span > INT64_MAX / 8 / shape[i])
+			return skd_error("tensor: too many elements (size %lld in dimension %d)",
+					 (long long)shape[i], i + 1);
+		if (shape[i] > 0)
+			span *= shape[i];
 		n *= shape[i];
 	}
 	*numel = n;
@@ -272,7 +277,7 @@ int skd_tensor_fill_(skd_tensor *t, double value)
 		float v = (float)value, *p = skd_tensor_f32(t);
 		FOR_EACH_OFFSET(t, off, k, p[off] = v);
 	} else {
-		int32_t v = (int32_t)value, *p = skd_tensor_i32(t);
+		int32_t v = skd_to_int32(value), *p = skd_tensor_i32(t);
 		FOR_EACH_OFFSET(t, off, k, p[off] = v);
 	}
 	return SKD_OK;
@@ -292,7 +297,7 @@ skd_tensor *skd_tensor_to_dtype(const skd_tensor *t, skd_dtype dtype)
 	} else {
 		const float *s = skd_tensor_f32(t);
 		int32_t *d = skd_tensor_i32(r);
-		FOR_EACH_OFFSET(t, off, k, d[k] = (int32_t)s[off]);
+		FOR_EACH_OFFSET(t, off, k, d[k] = skd_to_int32(s[off]));
 	}
 	return r;
 }
@@ -319,5 +324,5 @@ void skd_tensor_set(skd_tensor *t, const int64_t *index, double value)
 	if (t->dtype == SKD_FLOAT32)
 		((float *)t->storage->data)[off] = (float)value;
 	else
-		((int32_t *)t->storage->data)[off] = (int32_t)value;
+		((int32_t *)t->storage->data)[off] = skd_to_int32(value);
 }

@@ -64,6 +64,19 @@ const char *skd_dtype_name(skd_dtype dtype);
 char *skd_shape_str(const skd_tensor *t, char *buf, size_t len);
 #define SKD_SHAPE_STR_LEN 128
 
+/* float -> int32 as every conversion here does it: toward 0, saturating at the int32 range,
+ * NaN to 0 (a plain C cast of an out-of-range value is undefined). */
+static inline int32_t skd_to_int32(double v)
+{
+	if (!(v == v))
+		return 0;
+	if (v >= 2147483647.0)
+		return INT32_MAX;
+	if (v <= -2147483648.0)
+		return INT32_MIN;
+	return (int32_t)v;
+}
+
 /* Pointer to the first element (storage + offset). */
 static inline float *skd_tensor_f32(const skd_tensor *t)
 {
@@ -80,7 +93,7 @@ skd_tensor *skd_tensor_contiguous_nograd(skd_tensor *t);
 /* Copies src into dst (same numel, same dtype, any strides). */
 int skd_tensor_copy_(skd_tensor *dst, const skd_tensor *src);
 int skd_tensor_fill_(skd_tensor *t, double value);
-/* New reference: a contiguous copy with dtype converted (float<->int32 truncates toward 0). */
+/* New reference: a contiguous copy with dtype converted (float->int32 by skd_to_int32). */
 skd_tensor *skd_tensor_to_dtype(const skd_tensor *t, skd_dtype dtype);
 /* Element at a 0-based multi-index, as double. No bounds check: the binding checks. */
 double skd_tensor_get(const skd_tensor *t, const int64_t *index);
