@@ -68,7 +68,8 @@ static int l_dataset_synthetic(lua_State *L)
 	uint64_t seed = (uint64_t)luaL_checkinteger(L, 1);
 	int split = split_id(L, "synthetic", luaL_checkstring(L, 2));
 	push_dataset(L, skd_dataset_synthetic(seed, split, luaL_checkinteger(L, 3),
-					      (int)luaL_checkinteger(L, 4), (int)luaL_checkinteger(L, 5)));
+					      lskd_checkint(L, 4, "synthetic", "height"),
+					      lskd_checkint(L, 5, "synthetic", "width")));
 	return 1;
 }
 
@@ -88,7 +89,7 @@ static int l_dataset_cityscapes(lua_State *L)
 static int l_dataset_folder(lua_State *L)
 {
 	const char *list = luaL_checkstring(L, 1);
-	int C = (int)luaL_checkinteger(L, 2);
+	int C = lskd_checkint(L, 2, "folder", "num_classes");
 	if (C < 1 || C > 255)
 		return luaL_error(L, "folder: num_classes must be 1..255, got %d", C);
 	const char *names[255];
@@ -110,7 +111,7 @@ static int l_dataset_folder(lua_State *L)
 			return luaL_error(L, "folder: too many void values");
 		for (int k = 0; k < nv; k++) {
 			lua_rawgeti(L, 4, k + 1);
-			voids[k] = (int)luaL_checkinteger(L, -1);
+			voids[k] = lskd_checkint(L, -1, "folder", "a void value");
 			lua_pop(L, 1);
 		}
 	}
@@ -151,7 +152,7 @@ static void lua_free_ud(void *ud)
 static int l_dataset_lua(lua_State *L)
 {
 	lua_Integer n = luaL_checkinteger(L, 1);
-	int C = (int)luaL_checkinteger(L, 2);
+	int C = lskd_checkint(L, 2, "dataset", "num_classes");
 	luaL_checktype(L, 3, LUA_TFUNCTION);
 	lua_ud *u = malloc(sizeof *u);
 	if (!u)

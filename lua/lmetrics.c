@@ -20,8 +20,8 @@ static skd_confusion *check_cm(lua_State *L, int idx)
 
 static int l_confusion(lua_State *L)
 {
-	int C = (int)luaL_checkinteger(L, 1);
-	int ignore = (int)luaL_optinteger(L, 2, 255);
+	int C = lskd_checkint(L, 1, "confusion", "num_classes");
+	int ignore = lua_isnoneornil(L, 2) ? 255 : lskd_checkint(L, 2, "confusion", "ignore_index");
 	cm_box *b = lua_newuserdatauv(L, sizeof *b, 0);
 	b->cm = NULL;
 	luaL_setmetatable(L, LSKD_CONFUSION);

@@ -46,7 +46,7 @@ static void pool_params(lua_State *L, const char *op, skd_pool2d_params *p)
 {
 	int opts = 2;
 	if (lua_isnumber(L, 2)) {
-		p->kernel[0] = p->kernel[1] = (int)luaL_checkinteger(L, 2);
+		p->kernel[0] = p->kernel[1] = lskd_checkint(L, 2, op, "kernel size");
 		opts = 3;
 	} else {
 		lskd_optpair(L, 2, op, "kernel", 0, p->kernel);
@@ -221,7 +221,10 @@ static int l_split(lua_State *L)
 	int dim = lskd_checkdim(L, 3, t->ndim, 0);
 	if (size < 1)
 		return luaL_argerror(L, 2, "piece size must be at least 1");
-	int max = (int)((t->shape[dim] + size - 1) / size);
+	int64_t pieces = t->shape[dim] / size + (t->shape[dim] % size != 0);
+	if (pieces > INT32_MAX)
+		return luaL_error(L, "split: %I pieces is too many", (lua_Integer)pieces);
+	int max = (int)pieces;
 	skd_tensor **out = lua_newuserdatauv(L, (size_t)(max ? max : 1) * sizeof *out, 0);
 	int n;
 	lskd_check(L, skd_split(t, size, dim, out, max, &n));

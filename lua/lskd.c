@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <libgen.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -32,8 +33,8 @@ int lskd_checkdim(lua_State *L, int idx, int ndim, int extra)
 	if (d < 1 || d > n) {
 		if (n == 0)
 			return luaL_argerror(L, idx, "dimension given for a 0-dim tensor");
-		return luaL_argerror(L, idx, lua_pushfstring(L, "dimension %d out of range (expected 1 to %d, "
-								  "or -%d to -1)", (int)luaL_checkinteger(L, idx), (int)n, (int)n));
+		return luaL_argerror(L, idx, lua_pushfstring(L, "dimension %I out of range (expected 1 to %d, "
+								  "or -%d to -1)", luaL_checkinteger(L, idx), (int)n, (int)n));
 	}
 	return (int)d - 1;
 }
@@ -68,16 +69,26 @@ double lskd_optnum(lua_State *L, int idx, const char *op, const char *field, dou
 	return v;
 }
 
+/* Whether the number on top of the stack is an integer that fits an int; *v gets it. A double
+ * outside int's range is rejected before any cast (casting it would be undefined). */
+static bool top_as_int(lua_State *L, int *v)
+{
+	lua_Number d = lua_tonumber(L, -1);
+	if (!(d >= INT_MIN && d <= INT_MAX) || d != floor(d))
+		return false;
+	*v = (int)d;
+	return true;
+}
+
 int lskd_optint(lua_State *L, int idx, const char *op, const char *field, int def)
 {
 	idx = lua_absindex(L, idx);
 	int t = push_opt(L, idx, op, field);
 	int v = def;
 	if (t == LUA_TNUMBER) {
-		double d = lua_tonumber(L, -1);
-		if (d != (double)(int)d)
-			opt_type_error(L, op, field, "an integer");
-		v = (int)d;
+		if (!top_as_int(L, &v))
+			luaL_error(L, "%s: option '%s' expects an integer of at most 2^31-1 in "
+				   "magnitude, got %s", op, field, lua_tostring(L, -1));
 	} else if (t != LUA_TNIL) {
 		opt_type_error(L, op, field, "an integer");
 	}
@@ -118,18 +129,30 @@ void lskd_optpair(lua_State *L, int idx, const char *op, const char *field, int 
 	int t = push_opt(L, idx, op, field);
 	out[0] = out[1] = def;
 	if (t == LUA_TNUMBER && lua_isinteger(L, -1)) {
-		out[0] = out[1] = (int)lua_tointeger(L, -1);
+		if (!top_as_int(L, &out[0]))
+			luaL_error(L, "%s: option '%s' is out of range (%s)", op, field, lua_tostring(L, -1));
+		out[1] = out[0];
 	} else if (t == LUA_TTABLE) {
 		for (int k = 0; k < 2; k++) {
 			if (lua_rawgeti(L, -1, k + 1) != LUA_TNUMBER || !lua_isinteger(L, -1))
 				luaL_error(L, "%s: option '%s' expects an integer or a pair {h, w}", op, field);
-			out[k] = (int)lua_tointeger(L, -1);
+			if (!top_as_int(L, &out[k]))
+				luaL_error(L, "%s: option '%s' is out of range (%s)", op, field,
+					   lua_tostring(L, -1));
 			lua_pop(L, 1);
 		}
 	} else if (t != LUA_TNIL) {
 		opt_type_error(L, op, field, "an integer or a pair {h, w}");
 	}
 	lua_pop(L, 1);
+}
+
+int lskd_checkint(lua_State *L, int idx, const char *op, const char *what)
+{
+	lua_Integer v = luaL_checkinteger(L, idx);
+	if (v < INT_MIN || v > INT_MAX)
+		luaL_error(L, "%s: %s must fit in 32 bits, got %I", op, what, v);
+	return (int)v;
 }
 
 int lskd_checksizes(lua_State *L, int idx, const char *op, int64_t *shape)
@@ -175,8 +198,12 @@ static int l_manual_seed(lua_State *L)
 
 static int l_threads(lua_State *L)
 {
-	if (!lua_isnoneornil(L, 1))
-		lskd_check(L, skd_threads_set((int)luaL_checkinteger(L, 1)));
+	if (!lua_isnoneornil(L, 1)) {
+		lua_Integer n = luaL_checkinteger(L, 1);
+		if (n < 1 || n > 1024) /* checked before the cast to int could wrap it into range */
+			return luaL_error(L, "threads: expects a count from 1 to 1024, got %I", n);
+		lskd_check(L, skd_threads_set((int)n));
+	}
 	lua_pushinteger(L, skd_threads_get());
 	return 1;
 }
@@ -241,14 +268,17 @@ static int l_rng_state(lua_State *L)
 
 static int l_set_rng_state(lua_State *L)
 {
-	uint64_t s[4];
+	uint64_t s[4], any = 0;
 	luaL_checktype(L, 1, LUA_TTABLE);
 	for (int i = 0; i < 4; i++) {
 		if (lua_rawgeti(L, 1, i + 1) != LUA_TNUMBER || !lua_isinteger(L, -1))
 			return luaL_error(L, "set_rng_state: expects the table of 4 integers rng_state() gave");
 		s[i] = (uint64_t)lua_tointeger(L, -1);
+		any |= s[i];
 		lua_pop(L, 1);
 	}
+	if (!any) /* xoshiro's one fixed point: it would draw 0 forever */
+		return luaL_error(L, "set_rng_state: the all-zero state is not a generator state");
 	skd_rng_set_state(s);
 	return 0;
 }

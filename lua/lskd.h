@@ -32,6 +32,9 @@ int lskd_optbool(lua_State *L, int idx, const char *op, const char *field, int d
 const char *lskd_optstr(lua_State *L, int idx, const char *op, const char *field, const char *def);
 /* A number or a {h, w} pair, e.g. stride = 2 or stride = {2, 1}. */
 void lskd_optpair(lua_State *L, int idx, const char *op, const char *field, int def, int out[2]);
+/* An integer argument that must fit an int (raises "op: what must fit in 32 bits" instead of
+ * letting the cast wrap 2^32+1 to 1). */
+int lskd_checkint(lua_State *L, int idx, const char *op, const char *what);
 /* Sizes given as numbers from idx on (stopping at a table or nil), or as one table {2,3}. */
 int lskd_checksizes(lua_State *L, int idx, const char *op, int64_t *shape);
 

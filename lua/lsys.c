@@ -47,6 +47,8 @@ static int l_mkdir(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	char buf[4096];
+	if (!*path) /* the loop below starts at buf + 1 */
+		return luaL_error(L, "mkdir: expects a path, got an empty string");
 	if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
 		return luaL_error(L, "mkdir: path too long: %s", path);
 	for (char *p = buf + 1; ; p++) {

@@ -97,8 +97,8 @@ static void nested_fill(lua_State *L, int idx, int depth, int ndim, const int64_
 					   luaL_typename(L, -1));
 			if (t->dtype == SKD_FLOAT32)
 				skd_tensor_f32(t)[*pos] = (float)lua_tonumber(L, -1);
-			else
-				skd_tensor_i32(t)[*pos] = (int32_t)lua_tointeger(L, -1);
+			else /* truncated as :int() does (1.5 -> 1), not dropped to 0 */
+				skd_tensor_i32(t)[*pos] = skd_to_int32(lua_tonumber(L, -1));
 			(*pos)++;
 		}
 		lua_pop(L, 1);
@@ -196,9 +196,11 @@ static int t_arange(lua_State *L)
 	}
 	if (step == 0)
 		return luaL_error(L, "arange: step must not be 0");
-	int64_t n = (int64_t)ceil((b - a) / step);
-	if (n < 0)
-		n = 0;
+	double count = ceil((b - a) / step);
+	if (!(count < 0x1p40)) /* also NaN and infinite bounds: the cast would be undefined */
+		return luaL_error(L, "arange: %f to %f by %f would have %f elements (at most 2^40)",
+				  a, b, step, count);
+	int64_t n = count > 0 ? (int64_t)count : 0;
 	skd_tensor *t = skd_tensor_empty(SKD_FLOAT32, 1, &n);
 	lskd_pushtensor(L, t);
 	for (int64_t i = 0; i < n; i++)
@@ -385,7 +387,10 @@ static int t_narrow(lua_State *L)
 {
 	skd_tensor *t = lskd_checktensor(L, 1);
 	int d = lskd_checkdim(L, 2, t->ndim, 0);
-	lskd_pushtensor(L, skd_narrow(t, d, luaL_checkinteger(L, 3) - 1, luaL_checkinteger(L, 4)));
+	lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
+	if (start < 1) /* and start - 1 cannot wrap around */
+		return luaL_error(L, "narrow: start %I is before the first position 1", start);
+	lskd_pushtensor(L, skd_narrow(t, d, start - 1, len));
 	return 1;
 }
 
@@ -753,12 +758,19 @@ static int t_newindex(lua_State *L)
 		lua_Integer i = luaL_checkinteger(L, 2);
 		check_inplace(L, t, "index assignment");
 		if (t->ndim == 0 || i < 1 || i > t->shape[0])
-			return luaL_error(L, "index assignment: %d is out of range", (int)i);
+			return luaL_error(L, "index assignment: index %I is out of range for dimension 1 "
+					  "of size %I", i, (lua_Integer)(t->ndim ? t->shape[0] : 0));
+		/* every check that can raise comes before the view is made: a raise after it
+		 * would leak the view, and with it the whole storage */
+		bool number = lua_isnumber(L, 3);
+		skd_tensor *src = number ? NULL : lskd_opttensor(L, 3);
+		if (!number && !src)
+			return luaL_error(L, "index assignment: expects a number or a tensor, got %s",
+					  luaL_typename(L, 3));
 		skd_tensor *s = skd_select(t, 0, i - 1);
 		if (!s)
 			return lskd_error(L);
-		int rc = lua_isnumber(L, 3) ? skd_tensor_fill_(s, lua_tonumber(L, 3))
-					    : skd_tensor_copy_(s, lskd_checktensor(L, 3));
+		int rc = number ? skd_tensor_fill_(s, lua_tonumber(L, 3)) : skd_tensor_copy_(s, src);
 		skd_tensor_release(s);
 		lskd_check(L, rc);
 		return 0;
@@ -766,8 +778,17 @@ static int t_newindex(lua_State *L)
 	const char *k = luaL_checkstring(L, 2);
 	if (!strcmp(k, "grad")) {
 		skd_tensor *g = lskd_opttensor(L, 3);
-		if (g && !skd_tensor_same_shape(g, t))
-			return luaL_error(L, "grad: assigned gradient has a different shape");
+		if (!g && !lua_isnil(L, 3)) /* t.grad = 5 must not silently drop the gradient */
+			return luaL_error(L, "grad: expects a tensor or nil, got %s", luaL_typename(L, 3));
+		if (g && (!skd_tensor_same_shape(g, t) || g->dtype != SKD_FLOAT32 ||
+			  !skd_tensor_is_contiguous(g))) {
+			/* backward accumulates into .grad in place, and the optimisers read it flat */
+			char a[SKD_SHAPE_STR_LEN], b[SKD_SHAPE_STR_LEN];
+			return luaL_error(L, "grad: expects a contiguous float32 gradient of the tensor's "
+					  "shape %s, got %s%s %s", skd_shape_str(t, a, sizeof a),
+					  skd_tensor_is_contiguous(g) ? "" : "non-contiguous ",
+					  skd_dtype_name(g->dtype), skd_shape_str(g, b, sizeof b));
+		}
 		skd_tensor_release(t->grad);
 		t->grad = g ? skd_tensor_retain(g) : NULL;
 		return 0;
