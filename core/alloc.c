@@ -24,13 +24,16 @@ typedef struct sizeclass {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static sizeclass *buckets[NBUCKETS];
-static size_t in_use, cached, cache_limit;
+static size_t in_use, cached;
 
 static size_t round_size(size_t n)
 {
 	size_t q = n < 65536 ? 64 : 4096;
 	return (n + q - 1) / q * q;
 }
+
+#ifndef SKD_NO_CACHE /* the sanitizer build keeps no cache: these would be unused */
+static size_t cache_limit;
 
 static sizeclass *find_class(size_t size, int create)
 {
@@ -60,6 +63,7 @@ static size_t limit_bytes(void)
 	}
 	return cache_limit;
 }
+#endif
 
 void *skd_alloc(size_t nbytes)
 {
@@ -112,14 +116,21 @@ void skd_free(void *p, size_t nbytes)
 	free(p);
 }
 
+/* Read under the lock: the loader's worker allocates and frees concurrently. */
 size_t skd_alloc_bytes_in_use(void)
 {
-	return in_use;
+	pthread_mutex_lock(&lock);
+	size_t n = in_use;
+	pthread_mutex_unlock(&lock);
+	return n;
 }
 
 size_t skd_alloc_bytes_cached(void)
 {
-	return cached;
+	pthread_mutex_lock(&lock);
+	size_t n = cached;
+	pthread_mutex_unlock(&lock);
+	return n;
 }
 
 void skd_alloc_empty_cache(void)

@@ -15,6 +15,7 @@ int skd_image_read_png(const char *path, skd_image *img, int want_channels)
 	memset(&png, 0, sizeof png);
 	memset(img, 0, sizeof *img);
 	png.version = PNG_IMAGE_VERSION;
+	errno = 0; /* a stale ENOENT from earlier would turn any failure into "no such file" */
 	if (!png_image_begin_read_from_file(&png, path)) {
 		int rc = skd_error("png: cannot read '%s': %s", path,
 				   errno == ENOENT ? "no such file" : png.message);
