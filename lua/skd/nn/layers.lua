@@ -7,10 +7,25 @@ local Module = require "skd.nn.module"
 
 local L = {}
 
-local function pair(v, what)
-  if type(v) == "number" then return {v, v} end
-  if type(v) == "table" and #v == 2 then return {v[1], v[2]} end
-  error(string.format("%s: expects a number or a pair {h, w}, got %s", what, tostring(v)), 3)
+-- v as an integer of at least min (a size, a count), else an error naming what it is.
+local function whole(v, what, min, level)
+  if math.type(v) == "float" and v == math.floor(v) then v = math.tointeger(v) end
+  if math.type(v) ~= "integer" or v < min then
+    error(string.format("%s: expects an integer >= %d, got %s", what, min, tostring(v)), level or 3)
+  end
+  return v
+end
+
+-- v (a number or {h, w}) as a pair; with min, both entries integers of at least min.
+local function pair(v, what, min)
+  local p
+  if type(v) == "number" then p = {v, v}
+  elseif type(v) == "table" and #v == 2 then p = {v[1], v[2]}
+  else error(string.format("%s: expects a number or a pair {h, w}, got %s", what, tostring(v)), 3) end
+  if min then
+    for i = 1, 2 do p[i] = whole(p[i], what, min, 4) end
+  end
+  return p
 end
 
 local function tuple(p) return string.format("(%d, %d)", p[1], p[2]) end
@@ -47,15 +62,18 @@ L.Conv2d = Conv2d
 -- U(±1/√fan_in) for the bias.
 function Conv2d:__init(cin, cout, k, opts)
   opts = opts or {}
-  local groups = opts.groups or 1
+  -- sizes checked here, so that a layer that cannot run is never built
+  cin = whole(cin, "Conv2d in_channels", 1)
+  cout = whole(cout, "Conv2d out_channels", 1)
+  local groups = whole(opts.groups or 1, "Conv2d groups", 1)
   if cin % groups ~= 0 or cout % groups ~= 0 then
     error(string.format("Conv2d: %d input and %d output channels must both divide into %d groups", cin, cout, groups), 3)
   end
   self.in_channels, self.out_channels, self.groups = cin, cout, groups
-  self.kernel_size = pair(k, "Conv2d kernel")
-  self.stride = pair(opts.stride or 1, "Conv2d stride")
-  self.padding = pair(opts.padding or 0, "Conv2d padding")
-  self.dilation = pair(opts.dilation or 1, "Conv2d dilation")
+  self.kernel_size = pair(k, "Conv2d kernel", 1)
+  self.stride = pair(opts.stride or 1, "Conv2d stride", 1)
+  self.padding = pair(opts.padding or 0, "Conv2d padding", 0)
+  self.dilation = pair(opts.dilation or 1, "Conv2d dilation", 1)
   local fan_in = cin // groups * self.kernel_size[1] * self.kernel_size[2]
   local bound = 1 / math.sqrt(fan_in)
   self:param("weight", uniform({cout, cin // groups, self.kernel_size[1], self.kernel_size[2]}, bound))
@@ -99,6 +117,7 @@ L.BatchNorm2d = BatchNorm2d
 -- num_batches_tracked (int32 0-d; PyTorch's is int64, either loads).
 function BatchNorm2d:__init(c, opts)
   opts = opts or {}
+  c = whole(c, "BatchNorm2d num_features", 1)
   self.num_features = c
   self.eps = opts.eps or 1e-5
   self.momentum = opts.momentum or 0.1
@@ -146,9 +165,9 @@ function Identity:forward(x) return x end
 
 local function pool_init(self, k, opts)
   opts = opts or {}
-  self.kernel_size = pair(k, self:type() .. " kernel")
-  self.stride = pair(opts.stride or k, self:type() .. " stride")
-  self.padding = pair(opts.padding or 0, self:type() .. " padding")
+  self.kernel_size = pair(k, self:type() .. " kernel", 1)
+  self.stride = pair(opts.stride or k, self:type() .. " stride", 1)
+  self.padding = pair(opts.padding or 0, self:type() .. " padding", 0)
   self.ceil_mode = opts.ceil_mode or false
   self._opts = {kernel = self.kernel_size, stride = self.stride, padding = self.padding,
     ceil_mode = self.ceil_mode, count_include_pad = opts.count_include_pad ~= false}
@@ -176,7 +195,7 @@ function AvgPool2d:forward(x) return skd.avg_pool2d(x, self._opts) end
 -- AdaptiveAvgPool2d(size): size a number or {h, w}.
 local AdaptiveAvgPool2d = Module:extend("AdaptiveAvgPool2d")
 L.AdaptiveAvgPool2d = AdaptiveAvgPool2d
-function AdaptiveAvgPool2d:__init(size) self.output_size = pair(size, "AdaptiveAvgPool2d size") end
+function AdaptiveAvgPool2d:__init(size) self.output_size = pair(size, "AdaptiveAvgPool2d size", 1) end
 function AdaptiveAvgPool2d:forward(x) return skd.adaptive_avg_pool2d(x, self.output_size) end
 function AdaptiveAvgPool2d:extra_repr() return "output_size=" .. tuple(self.output_size) end
 
@@ -188,7 +207,10 @@ function Upsample:__init(opts)
   if not opts.size and not opts.scale_factor then
     error("Upsample: expects size={h, w} or scale_factor=s", 3)
   end
-  self.size = opts.size and pair(opts.size, "Upsample size")
+  self.size = opts.size and pair(opts.size, "Upsample size", 1)
+  if not opts.size and not (type(opts.scale_factor) == "number" and opts.scale_factor > 0) then
+    error("Upsample: scale_factor must be a number > 0, got " .. tostring(opts.scale_factor), 3)
+  end
   self.scale_factor = opts.scale_factor
   self.mode = opts.mode or "bilinear"
   self.align_corners = opts.align_corners or false
@@ -212,7 +234,13 @@ end
 -- Dropout2d(p=0.5): zeroes whole channels in training (engine RNG), identity in evaluation.
 local Dropout2d = Module:extend("Dropout2d")
 L.Dropout2d = Dropout2d
-function Dropout2d:__init(p) self.p = p or 0.5 end
+function Dropout2d:__init(p)
+  p = p or 0.5
+  if type(p) ~= "number" or not (p >= 0 and p < 1) then
+    error("Dropout2d: p must be a number in [0, 1), got " .. tostring(p), 3)
+  end
+  self.p = p
+end
 function Dropout2d:forward(x)
   if not self.training or self.p == 0 then return x end
   return skd.dropout2d(x, self.p, true)
@@ -225,6 +253,7 @@ function Dropout2d:extra_repr() return string.format("p=%g", self.p) end
 local Linear = Module:extend("Linear")
 L.Linear = Linear
 function Linear:__init(nin, nout, opts)
+  nin, nout = whole(nin, "Linear in_features", 1), whole(nout, "Linear out_features", 1)
   self.in_features, self.out_features = nin, nout
   local bound = 1 / math.sqrt(nin)
   self:param("weight", uniform({nout, nin}, bound))
