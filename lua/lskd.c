@@ -480,6 +480,7 @@ int luaopen_skd(lua_State *L)
 	lua_pushliteral(L, SKD_VERSION);
 	lua_setfield(L, -2, "version");
 	lskd_open_tensor(L);
+	lskd_open_math(L);
 	lskd_open_nn(L);
 	lskd_open_optim(L);
 	lskd_open_sys(L);

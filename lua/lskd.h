@@ -45,6 +45,7 @@ void lskd_setfuncs(lua_State *L, const luaL_Reg *fns);
  * its own file and adds its functions to the module. C functions that exist only to serve a
  * Lua library file under lua/skd/ are registered as skd._name; the file wraps them. */
 void lskd_open_tensor(lua_State *L);  /* ltensor.c */
+void lskd_open_math(lua_State *L);    /* lmath.c: arithmetic, elementwise math, reductions */
 void lskd_open_nn(lua_State *L);      /* lnn.c */
 void lskd_open_optim(lua_State *L);   /* loptim.c: optimiser kernels */
 void lskd_open_sys(lua_State *L);     /* lsys.c: atomic writes, mkdir, isatty */
