@@ -44,6 +44,7 @@ for f in bench/bench_*.c bench/bench_*.lua bench/bench_*.sh; do
     *.sh) run "$f" bash "$f" ;;
   esac
 done
+{ [ -z "$pattern" ] || [[ bench/compare.sh == *"$pattern"* ]]; } && run "bench/compare.sh (skd vs PyTorch)" bash bench/compare.sh
 echo
 [ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}" && exit 1
 exit 0
