@@ -87,32 +87,22 @@ end)
 T.test("batch_norm repeats bit for bit across thread counts", function()
   local x = skd.randn(4, 16, 40, 40)
   local g = skd.randn(4, 16, 40, 40)
-  local function run(n)
-    skd.threads(n)
+  T.same_at_threads(function()
     local xx, w = x:clone():requires_grad(), skd.ones(16):requires_grad()
     local rm, rv = skd.zeros(16), skd.ones(16)
     local y = skd.batch_norm(xx, w, nil, rm, rv, {training = true})
     ;(y * g):sum():backward()
     return y, xx.grad, w.grad, rv
-  end
-  local n0 = skd.threads()
-  local a = {run(1)}
-  local b = {run(2)}
-  skd.threads(n0)
-  for i = 1, 4 do T.near(a[i], b[i], 0) end
+  end)
 end)
 
 -- ---------- PyTorch as the reference ----------
 
-local has_torch, why = R.available()
-if not has_torch then
-  T.skip("batch_norm against PyTorch", why)
-else
-  T.test("batch_norm training and eval match PyTorch (values, grads, running stats)", function()
-    local x, w, b = skd.randn(4, 3, 5, 7) * 2 + 1, skd.rand(3) + 0.5, skd.randn(3)
-    local rm, rv = skd.randn(3), skd.rand(3) + 0.5
-    local g = skd.randn(4, 3, 5, 7)
-    local ref = R.run([[
+R.test("batch_norm training and eval match PyTorch (values, grads, running stats)", function()
+  local x, w, b = skd.randn(4, 3, 5, 7) * 2 + 1, skd.rand(3) + 0.5, skd.randn(3)
+  local rm, rv = skd.randn(3), skd.rand(3) + 0.5
+  local g = skd.randn(4, 3, 5, 7)
+  local ref = R.run([[
 rm1, rv1 = rm.clone(), rv.clone()
 xx, ww, bb = x.clone().requires_grad_(), w.clone().requires_grad_(), b.clone().requires_grad_()
 y = F.batch_norm(xx, rm1, rv1, ww, bb, training=True, momentum=0.2, eps=1e-3)
@@ -123,29 +113,28 @@ ye = F.batch_norm(xe, rm, rv, we, be, training=False, eps=1e-3)
 (ye * g).sum().backward()
 gxe, gwe, gbe = xe.grad, we.grad, be.grad
 ]], {x = x, w = w, b = b, rm = rm, rv = rv, g = g},
-      {"y", "gx", "gw", "gb", "rm1", "rv1", "ye", "gxe", "gwe", "gbe"})
-    local function run(training)
-      local xx, ww, bb = x:clone():requires_grad(), w:clone():requires_grad(), b:clone():requires_grad()
-      local m, v = rm:clone(), rv:clone()
-      local y = skd.batch_norm(xx, ww, bb, m, v, {training = training, momentum = 0.2, eps = 1e-3})
-      ;(y * g):sum():backward()
-      return y, xx.grad, ww.grad, bb.grad, m, v
-    end
-    local y, gx, gw, gb, m, v = run(true)
-    T.near(y, ref.y, 1e-5, "train y")
-    T.near(gx, ref.gx, 1e-4, "train dx")
-    T.near(gw, ref.gw, 1e-3, "train dweight")
-    T.near(gb, ref.gb, 1e-3, "train dbias")
-    T.near(m, ref.rm1, 1e-6, "running_mean")
-    T.near(v, ref.rv1, 1e-5, "running_var")
-    y, gx, gw, gb, m, v = run(false)
-    T.near(y, ref.ye, 1e-5, "eval y")
-    T.near(gx, ref.gxe, 1e-5, "eval dx")
-    T.near(gw, ref.gwe, 1e-3, "eval dweight")
-    T.near(gb, ref.gbe, 1e-3, "eval dbias")
-    T.near(v, rv, 0, "eval leaves running_var")
-  end)
-end
+    {"y", "gx", "gw", "gb", "rm1", "rv1", "ye", "gxe", "gwe", "gbe"})
+  local function run(training)
+    local xx, ww, bb = x:clone():requires_grad(), w:clone():requires_grad(), b:clone():requires_grad()
+    local m, v = rm:clone(), rv:clone()
+    local y = skd.batch_norm(xx, ww, bb, m, v, {training = training, momentum = 0.2, eps = 1e-3})
+    ;(y * g):sum():backward()
+    return y, xx.grad, ww.grad, bb.grad, m, v
+  end
+  local y, gx, gw, gb, m, v = run(true)
+  T.near(y, ref.y, 1e-5, "train y")
+  T.near(gx, ref.gx, 1e-4, "train dx")
+  T.near(gw, ref.gw, 1e-3, "train dweight")
+  T.near(gb, ref.gb, 1e-3, "train dbias")
+  T.near(m, ref.rm1, 1e-6, "running_mean")
+  T.near(v, ref.rv1, 1e-5, "running_var")
+  y, gx, gw, gb, m, v = run(false)
+  T.near(y, ref.ye, 1e-5, "eval y")
+  T.near(gx, ref.gxe, 1e-5, "eval dx")
+  T.near(gw, ref.gwe, 1e-3, "eval dweight")
+  T.near(gb, ref.gbe, 1e-3, "eval dbias")
+  T.near(v, rv, 0, "eval leaves running_var")
+end)
 
 -- ---------- bad input ----------
 
@@ -166,10 +155,7 @@ T.test("bad batch_norm calls raise errors naming the op and the problem", functi
     {function() skd.batch_norm(skd.randn(5), nil, nil, nil, nil, {training = true}) end, "batch_norm", "2 dims", "5"},
     {function() skd.batch_norm(x, skd.ones(3):int(), nil, rm, rv) end, "batch_norm", "weight", "float32"},
   }
-  for i, bc in ipairs(bad) do
-    local ok, err = pcall(T.raises, bc[1], table.unpack(bc, 2))
-    if not ok then error("bad call " .. i .. ": " .. tostring(err)) end
-  end
+  T.raises_each(bad)
 end)
 
 T.done()

@@ -82,55 +82,43 @@ end)
 T.test("cross_entropy repeats bit for bit across thread counts", function()
   local y = targets(4, 19, 64, 64, 7)
   local z = skd.randn(4, 19, 64, 64)
-  local function run(n)
-    skd.threads(n)
+  T.same_at_threads(function()
     local zz = z:clone():requires_grad()
     local l = skd.cross_entropy(zz, y)
     l:backward()
-    return l, zz.grad
-  end
-  local n0 = skd.threads()
-  local l1, g1 = run(1)
-  local l2, g2 = run(2)
-  skd.threads(n0)
-  T.eq(l1:item(), l2:item())
-  T.near(g1, g2, 0)
+    return l:item(), zz.grad
+  end)
 end)
 
-local has_torch, why = R.available()
-if not has_torch then
-  T.skip("cross_entropy against PyTorch", why)
-else
-  T.test("cross_entropy matches PyTorch (mean, sum, none; ignore 255)", function()
-    local z, y, w = skd.randn(3, 6, 5, 7) * 2, targets(3, 6, 5, 7, 5), skd.randn(3, 5, 7)
-    local ref = R.run([[
+R.test("cross_entropy matches PyTorch (mean, sum, none; ignore 255)", function()
+  local z, y, w = skd.randn(3, 6, 5, 7) * 2, targets(3, 6, 5, 7, 5), skd.randn(3, 5, 7)
+  local ref = R.run([[
 outs = {}
 for red in ("mean", "sum", "none"):
-    zz = z.clone().requires_grad_()
-    l = F.cross_entropy(zz, y, ignore_index=255, reduction=red)
-    (l if red != "none" else (l * w).sum()).backward()
-    outs[red] = (l, zz.grad)
+  zz = z.clone().requires_grad_()
+  l = F.cross_entropy(zz, y, ignore_index=255, reduction=red)
+  (l if red != "none" else (l * w).sum()).backward()
+  outs[red] = (l, zz.grad)
 lm, gm = outs["mean"]
 ls, gs = outs["sum"]
 ln, gn = outs["none"]
 ]], {z = z, y = y, w = w}, {"lm", "gm", "ls", "gs", "ln", "gn"})
-    local function ours(red, weight)
-      local zz = z:clone():requires_grad()
-      local l = skd.cross_entropy(zz, y, {reduction = red})
-      ;(weight and (l * weight):sum() or l):backward()
-      return l, zz.grad
-    end
-    local lm, gm = ours("mean")
-    T.near(lm, ref.lm, 1e-5, "mean")
-    T.near(gm, ref.gm, 1e-6, "mean grad")
-    local ls, gs = ours("sum")
-    T.near(ls, ref.ls, 1e-3, "sum")
-    T.near(gs, ref.gs, 1e-5, "sum grad")
-    local ln, gn = ours("none", w)
-    T.near(ln, ref.ln, 1e-5, "none")
-    T.near(gn, ref.gn, 1e-5, "none grad")
-  end)
-end
+  local function ours(red, weight)
+    local zz = z:clone():requires_grad()
+    local l = skd.cross_entropy(zz, y, {reduction = red})
+    ;(weight and (l * weight):sum() or l):backward()
+    return l, zz.grad
+  end
+  local lm, gm = ours("mean")
+  T.near(lm, ref.lm, 1e-5, "mean")
+  T.near(gm, ref.gm, 1e-6, "mean grad")
+  local ls, gs = ours("sum")
+  T.near(ls, ref.ls, 1e-3, "sum")
+  T.near(gs, ref.gs, 1e-5, "sum grad")
+  local ln, gn = ours("none", w)
+  T.near(ln, ref.ln, 1e-5, "none")
+  T.near(gn, ref.gn, 1e-5, "none grad")
+end)
 
 T.test("bad cross_entropy calls raise errors naming the op, value, position and shapes", function()
   local z = skd.randn(2, 3, 4, 4)
@@ -154,10 +142,7 @@ T.test("bad cross_entropy calls raise errors naming the op, value, position and 
     {function() skd.cross_entropy(z, y, {reduction = "avg"}) end, "cross_entropy", "reduction", "avg"},
     {function() skd.cross_entropy(z, nil) end, "tensor expected"},
   }
-  for i, b in ipairs(bad) do
-    local ok, err = pcall(T.raises, b[1], table.unpack(b, 2))
-    if not ok then error("bad call " .. i .. ": " .. tostring(err)) end
-  end
+  T.raises_each(bad)
 end)
 
 T.done()

@@ -78,16 +78,10 @@ end)
 
 T.test("masks do not depend on the thread count", function()
   local x = skd.randn(4, 8, 64, 64)
-  local n0 = skd.threads()
-  skd.threads(1)
-  skd.manual_seed(9)
-  local a, a2 = skd.dropout(x, 0.2), skd.dropout2d(x, 0.2)
-  skd.threads(2)
-  skd.manual_seed(9)
-  local b, b2 = skd.dropout(x, 0.2), skd.dropout2d(x, 0.2)
-  skd.threads(n0)
-  T.near(a, b, 0)
-  T.near(a2, b2, 0)
+  T.same_at_threads(function()
+    skd.manual_seed(9)
+    return skd.dropout(x, 0.2), skd.dropout2d(x, 0.2)
+  end)
 end)
 
 T.test("bad dropout calls raise errors naming the op and the problem", function()
@@ -100,10 +94,7 @@ T.test("bad dropout calls raise errors naming the op and the problem", function(
     {function() skd.dropout(x:int(), 0.5) end, "dropout", "float32", "int32"},
     {function() skd.dropout(nil, 0.5) end, "tensor expected"},
   }
-  for i, b in ipairs(bad) do
-    local ok, err = pcall(T.raises, b[1], table.unpack(b, 2))
-    if not ok then error("bad call " .. i .. ": " .. tostring(err)) end
-  end
+  T.raises_each(bad)
 end)
 
 T.done()

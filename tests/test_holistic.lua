@@ -202,54 +202,44 @@ local function torch_reference(D, inputs, full)
   return R.run(head .. PY, inputs, {"grad", "gp", "value"})
 end
 
-local have_torch, why = R.available()
-
 for _, c in ipairs({{"logits", 3, 32}, {"image", 3, 32}}) do
   local name = string.format("∇_θ GP = PyTorch's float64 double backward (%s condition, %dx%d)", c[1], c[3], c[3])
-  if not have_torch then
-    T.skip(name, why)
-  else
-    T.test(name, function()
-      local D = small_critic(c[1], c[2], c[3])
-      local cin = c[1] == "image" and c[2] + 3 or c[2]
-      local xhat = skd.randn(3, cin, c[3], c[3])
-      local gp
-      local g = param_grad(D, function()
-        local value, surrogate = L._gradient_penalty(D, xhat)
-        gp = value
-        return surrogate
-      end)
-      local ref = torch_reference(D, {xhat = xhat})
-      T.near(gp, ref.gp:item(), 1e-5 * ref.gp:item())
-      local err = rel_norm(g, ref.grad)
-      T.ok(err < 1e-3, string.format("relative error %.3g", err))
-      print(string.format("      relative error of ∇_θ GP vs PyTorch: %.2g", err))
+  R.test(name, function()
+    local D = small_critic(c[1], c[2], c[3])
+    local cin = c[1] == "image" and c[2] + 3 or c[2]
+    local xhat = skd.randn(3, cin, c[3], c[3])
+    local gp
+    local g = param_grad(D, function()
+      local value, surrogate = L._gradient_penalty(D, xhat)
+      gp = value
+      return surrogate
     end)
-  end
+    local ref = torch_reference(D, {xhat = xhat})
+    T.near(gp, ref.gp:item(), 1e-5 * ref.gp:item())
+    local err = rel_norm(g, ref.grad)
+    T.ok(err < 1e-3, string.format("relative error %.3g", err))
+    print(string.format("      relative error of ∇_θ GP vs PyTorch: %.2g", err))
+  end)
 end
 
 local full_name = "critic loss end to end (D(S), D(T), ε, GP) = PyTorch's float64 double backward"
-if not have_torch then
-  T.skip(full_name, why)
-else
-  T.test(full_name, function()
-    local D = small_critic("logits", 3, 32)
-    local S, Tt = skd.randn(3, 3, 32, 32), skd.randn(3, 3, 32, 32) * 1.5 + 0.2
-    local o = {lambda_ho = 0.1, lambda_gp = 10}
-    skd.manual_seed(7)
-    local loss
-    local g = param_grad(D, function()
-      loss = L.holistic_critic(D, S, Tt, o)
-      return loss
-    end)
-    skd.manual_seed(7)
-    local eps = skd.rand(3, 1, 1, 1)
-    local ref = torch_reference(D, {xhat = Tt * eps + S * (1 - eps), S = S, T = Tt}, o)
-    T.near(loss:item(), ref.value:item(), 1e-5 * math.abs(ref.value:item()) + 1e-6)
-    local err = rel_norm(g, ref.grad)
-    T.ok(err < 1e-3, string.format("relative error %.3g", err))
+R.test(full_name, function()
+  local D = small_critic("logits", 3, 32)
+  local S, Tt = skd.randn(3, 3, 32, 32), skd.randn(3, 3, 32, 32) * 1.5 + 0.2
+  local o = {lambda_ho = 0.1, lambda_gp = 10}
+  skd.manual_seed(7)
+  local loss
+  local g = param_grad(D, function()
+    loss = L.holistic_critic(D, S, Tt, o)
+    return loss
   end)
-end
+  skd.manual_seed(7)
+  local eps = skd.rand(3, 1, 1, 1)
+  local ref = torch_reference(D, {xhat = Tt * eps + S * (1 - eps), S = S, T = Tt}, o)
+  T.near(loss:item(), ref.value:item(), 1e-5 * math.abs(ref.value:item()) + 1e-6)
+  local err = rel_norm(g, ref.grad)
+  T.ok(err < 1e-3, string.format("relative error %.3g", err))
+end)
 
 -- ---------- without float64: finite differences of GP itself in skd ----------
 

@@ -6,7 +6,7 @@ local R = require "torchref"
 skd.manual_seed(2)
 
 local function sq2() return skd.tensor({{{{1, 2}, {3, 4}}}}) end
-local function shape(t) return table.concat(t:size(), "x") end
+local shape = T.shape
 
 T.test("bilinear 2x2 -> 3x3 by hand, align_corners true and false", function()
   local want = {1, 1.5, 2, 2, 2.5, 3, 3, 3.5, 4}
@@ -81,63 +81,51 @@ end)
 T.test("interpolate repeats bit for bit across thread counts", function()
   local x = skd.randn(2, 8, 33, 35)
   local g = skd.randn(2, 8, 65, 69)
-  local function run(n)
-    skd.threads(n)
+  T.same_at_threads(function()
     local xx = x:clone():requires_grad()
     local y = skd.interpolate(xx, {65, 69}, {align_corners = true})
     ;(y * g):sum():backward()
     return y, xx.grad
-  end
-  local n0 = skd.threads()
-  local y1, g1 = run(1)
-  local y2, g2 = run(2)
-  skd.threads(n0)
-  T.near(y1, y2, 0)
-  T.near(g1, g2, 0)
+  end)
 end)
 
 -- ---------- PyTorch as the reference ----------
 
-local has_torch, why = R.available()
-if not has_torch then
-  T.skip("interpolate against PyTorch", why)
-else
-  T.test("interpolate forward and backward match PyTorch", function()
-    local cases = {}
-    for _, io in ipairs({
-      {{5, 7}, {9, 13}}, {{13, 11}, {33, 17}}, {{13, 11}, {4, 5}}, {{6, 6}, {6, 6}},
-      {{5, 4}, {10, 8}}, {{7, 9}, {1, 1}}, {{1, 3}, {4, 7}}, {{16, 16}, {129, 127}},
-    }) do
-      for _, m in ipairs({{"bilinear", true}, {"bilinear", false}, {"nearest", false}}) do
-        cases[#cases + 1] = {io[1], io[2], m[1], m[2]}
-      end
+R.test("interpolate forward and backward match PyTorch", function()
+  local cases = {}
+  for _, io in ipairs({
+    {{5, 7}, {9, 13}}, {{13, 11}, {33, 17}}, {{13, 11}, {4, 5}}, {{6, 6}, {6, 6}},
+    {{5, 4}, {10, 8}}, {{7, 9}, {1, 1}}, {{1, 3}, {4, 7}}, {{16, 16}, {129, 127}},
+  }) do
+    for _, m in ipairs({{"bilinear", true}, {"bilinear", false}, {"nearest", false}}) do
+      cases[#cases + 1] = {io[1], io[2], m[1], m[2]}
     end
-    local code, outs, inputs, ours = {}, {}, {}, {}
-    for k, c in ipairs(cases) do
-      local x = skd.randn(2, 3, c[1][1], c[1][2]):requires_grad()
-      local y = skd.interpolate(x, c[2], {mode = c[3], align_corners = c[4]})
-      local r = skd.randn(table.unpack(y:size()))
-      ;(y * r):sum():backward()
-      inputs["x" .. k], inputs["r" .. k] = x, r
-      ours[k] = {y, x.grad}
-      local ac = c[3] == "bilinear" and (c[4] and ", align_corners=True" or ", align_corners=False") or ""
-      code[#code + 1] = string.format(
-        "x%d.requires_grad_(); y%d = F.interpolate(x%d, size=(%d, %d), mode='%s'%s); " ..
-        "(y%d * r%d).sum().backward(); g%d = x%d.grad",
-        k, k, k, c[2][1], c[2][2], c[3], ac, k, k, k, k)
-      outs[#outs + 1] = "y" .. k
-      outs[#outs + 1] = "g" .. k
-    end
-    local ref = R.run(table.concat(code, "\n"), inputs, outs)
-    for k, c in ipairs(cases) do
-      local name = string.format("%dx%d->%dx%d %s ac=%s", c[1][1], c[1][2], c[2][1], c[2][2],
-                                 c[3], tostring(c[4]))
-      T.eq(shape(ours[k][1]), shape(ref["y" .. k]), name .. " shape")
-      T.near(ours[k][1], ref["y" .. k], 1e-6, name .. " forward")
-      T.near(ours[k][2], ref["g" .. k], 1e-5, name .. " backward")
-    end
-  end)
-end
+  end
+  local code, outs, inputs, ours = {}, {}, {}, {}
+  for k, c in ipairs(cases) do
+    local x = skd.randn(2, 3, c[1][1], c[1][2]):requires_grad()
+    local y = skd.interpolate(x, c[2], {mode = c[3], align_corners = c[4]})
+    local r = skd.randn(table.unpack(y:size()))
+    ;(y * r):sum():backward()
+    inputs["x" .. k], inputs["r" .. k] = x, r
+    ours[k] = {y, x.grad}
+    local ac = c[3] == "bilinear" and (c[4] and ", align_corners=True" or ", align_corners=False") or ""
+    code[#code + 1] = string.format(
+      "x%d.requires_grad_(); y%d = F.interpolate(x%d, size=(%d, %d), mode='%s'%s); " ..
+      "(y%d * r%d).sum().backward(); g%d = x%d.grad",
+      k, k, k, c[2][1], c[2][2], c[3], ac, k, k, k, k)
+    outs[#outs + 1] = "y" .. k
+    outs[#outs + 1] = "g" .. k
+  end
+  local ref = R.run(table.concat(code, "\n"), inputs, outs)
+  for k, c in ipairs(cases) do
+    local name = string.format("%dx%d->%dx%d %s ac=%s", c[1][1], c[1][2], c[2][1], c[2][2],
+                               c[3], tostring(c[4]))
+    T.eq(shape(ours[k][1]), shape(ref["y" .. k]), name .. " shape")
+    T.near(ours[k][1], ref["y" .. k], 1e-6, name .. " forward")
+    T.near(ours[k][2], ref["g" .. k], 1e-5, name .. " backward")
+  end
+end)
 
 -- ---------- bad input ----------
 
@@ -153,10 +141,7 @@ T.test("bad interpolate calls raise errors naming the op and the problem", funct
      "interpolate", "align_corners", "nearest"},
     {function() skd.interpolate(nil, {8, 8}) end, "tensor expected"},
   }
-  for i, b in ipairs(bad) do
-    local ok, err = pcall(T.raises, b[1], table.unpack(b, 2))
-    if not ok then error("bad call " .. i .. ": " .. tostring(err)) end
-  end
+  T.raises_each(bad)
 end)
 
 T.done()

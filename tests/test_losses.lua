@@ -8,15 +8,7 @@ skd.manual_seed(11)
 local log = math.log
 
 -- Logits B×C×h×w from per-pixel class vectors given row-major, for one image.
-local function logits(h, w, px)
-  local C = #px[1]
-  local t = skd.zeros(1, C, h, w)
-  for k, v in ipairs(px) do
-    local y, x = (k - 1) // w + 1, (k - 1) % w + 1
-    for c = 1, C do t:set(v[c], 1, c, y, x) end
-  end
-  return t
-end
+local logits = T.from_pixels
 
 -- Σ_c p_c log(p_c / q_c)
 local function kl(p, q)

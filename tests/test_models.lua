@@ -5,7 +5,7 @@ local T = require "harness"
 local nn, models = skd.nn, skd.models
 skd.manual_seed(11)
 
-local function shape(t) return table.concat(t:size(), "x") end
+local shape = T.shape
 local x97 = skd.randn(1, 3, 97, 129)
 
 -- Random BatchNorm statistics and affine parameters, so that folding and eval mode matter.

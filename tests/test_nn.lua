@@ -5,7 +5,7 @@ local T = require "harness"
 local nn = skd.nn
 skd.manual_seed(7)
 
-local function shape(t) return table.concat(t:size(), "x") end
+local shape = T.shape
 
 -- A small two-level network used by several tests.
 local Block = nn.Module:extend("Block")

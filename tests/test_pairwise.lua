@@ -6,15 +6,7 @@ local L = skd.losses
 skd.manual_seed(5)
 
 -- A B×C×h×w map from per-pixel channel vectors given row-major: px[k] = {c1, c2, ...}.
-local function map(h, w, px)
-  local C = #px[1]
-  local t = skd.zeros(1, C, h, w)
-  for k, v in ipairs(px) do
-    local y, x = (k - 1) // w + 1, (k - 1) % w + 1
-    for c = 1, C do t:set(v[c], 1, c, y, x) end
-  end
-  return t
-end
+local map = T.from_pixels
 
 -- Relative max difference of two tensors (scaled by the reference's largest entry).
 local function rel(a, b)

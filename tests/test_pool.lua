@@ -112,79 +112,68 @@ end)
 
 T.test("pooling repeats bit for bit across thread counts", function()
   local x = skd.randn(4, 16, 33, 35)
-  local n0 = skd.threads()
-  skd.threads(1)
-  local a = skd.avg_pool2d(x, 3, {stride = 2, padding = 1, ceil_mode = true})
-  local m = skd.max_pool2d(x, 3, {stride = 2, ceil_mode = true})
-  skd.threads(2)
-  local b = skd.avg_pool2d(x, 3, {stride = 2, padding = 1, ceil_mode = true})
-  local m2 = skd.max_pool2d(x, 3, {stride = 2, ceil_mode = true})
-  skd.threads(n0)
-  T.near(a, b, 0)
-  T.near(m, m2, 0)
+  T.same_at_threads(function()
+    return skd.avg_pool2d(x, 3, {stride = 2, padding = 1, ceil_mode = true}),
+           skd.max_pool2d(x, 3, {stride = 2, ceil_mode = true})
+  end)
 end)
 
 -- ---------- PyTorch as the reference ----------
 
-local has_torch, why = R.available()
-if not has_torch then
-  T.skip("pooling against PyTorch", why)
-else
-  local cases = {
-    {"max k3 s2 ceil", "max_pool2d", {3, {stride = 2, ceil_mode = true}}, "F.max_pool2d(x, 3, 2, 0, ceil_mode=True)"},
-    {"max k3 s2 p1 ceil", "max_pool2d", {3, {stride = 2, padding = 1, ceil_mode = true}},
-     "F.max_pool2d(x, 3, 2, 1, ceil_mode=True)"},
-    {"max k2 s2 ceil", "max_pool2d", {2, {ceil_mode = true}}, "F.max_pool2d(x, 2, 2, ceil_mode=True)"},
-    {"avg k3 s2 p1 ceil", "avg_pool2d", {3, {stride = 2, padding = 1, ceil_mode = true}},
-     "F.avg_pool2d(x, 3, 2, 1, ceil_mode=True)"},
-    {"avg k3 s2 p1 ceil no-pad-count", "avg_pool2d",
-     {3, {stride = 2, padding = 1, ceil_mode = true, count_include_pad = false}},
-     "F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)"},
-    {"avg k2x3 s2x1 ceil", "avg_pool2d", {{kernel = {2, 3}, stride = {2, 1}, ceil_mode = true}},
-     "F.avg_pool2d(x, (2, 3), (2, 1), ceil_mode=True)"},
-    -- k2 s2 p1 ceil: the last window starts in the input's last row and runs into the padding
-    {"max k2 s2 p1 ceil", "max_pool2d", {2, {padding = 1, ceil_mode = true}},
-     "F.max_pool2d(x, 2, 2, 1, ceil_mode=True)"},
-    {"avg k2 s2 p1 ceil", "avg_pool2d", {2, {padding = 1, ceil_mode = true}},
-     "F.avg_pool2d(x, 2, 2, 1, ceil_mode=True)"},
-    {"avg k2 s2 p1 ceil no-pad-count", "avg_pool2d",
-     {2, {padding = 1, ceil_mode = true, count_include_pad = false}},
-     "F.avg_pool2d(x, 2, 2, 1, ceil_mode=True, count_include_pad=False)"},
-    {"adaptive 1", "adaptive_avg_pool2d", {1}, "F.adaptive_avg_pool2d(x, 1)"},
-    {"adaptive 2", "adaptive_avg_pool2d", {2}, "F.adaptive_avg_pool2d(x, 2)"},
-    {"adaptive 3", "adaptive_avg_pool2d", {3}, "F.adaptive_avg_pool2d(x, 3)"},
-    {"adaptive 6", "adaptive_avg_pool2d", {6}, "F.adaptive_avg_pool2d(x, 6)"},
-    {"adaptive 4x5", "adaptive_avg_pool2d", {{4, 5}}, "F.adaptive_avg_pool2d(x, (4, 5))"},
-  }
-  T.test("pooling forward and backward match PyTorch on odd sizes", function()
-    -- one python run for every (size, case): starting torch is the slow part
-    local code, outs, inputs, ours = {}, {}, {}, {}
-    for s, size in ipairs({{2, 3, 13, 11}, {1, 2, 8, 9}, {1, 1, 6, 5}}) do
-      local x = skd.randn(table.unpack(size))
-      inputs["x" .. s] = x
-      for k, c in ipairs(cases) do
-        local id = s .. "_" .. k
-        local xx = x:clone():requires_grad()
-        local y = skd[c[2]](xx, table.unpack(c[3]))
-        local r = skd.randn(table.unpack(y:size()))
-        ;(y * r):sum():backward()
-        inputs["r" .. id] = r
-        ours[id] = {y, xx.grad, c[1] .. " on " .. table.concat(size, "x")}
-        code[#code + 1] = string.format(
-          "xx = x%d.clone().requires_grad_(); y%s = %s; (y%s * r%s).sum().backward(); g%s = xx.grad",
-          s, id, (c[4]:gsub("%(x,", "(xx,")), id, id, id)
-        outs[#outs + 1] = "y" .. id
-        outs[#outs + 1] = "g" .. id
-      end
+local cases = {
+  {"max k3 s2 ceil", "max_pool2d", {3, {stride = 2, ceil_mode = true}}, "F.max_pool2d(x, 3, 2, 0, ceil_mode=True)"},
+  {"max k3 s2 p1 ceil", "max_pool2d", {3, {stride = 2, padding = 1, ceil_mode = true}},
+   "F.max_pool2d(x, 3, 2, 1, ceil_mode=True)"},
+  {"max k2 s2 ceil", "max_pool2d", {2, {ceil_mode = true}}, "F.max_pool2d(x, 2, 2, ceil_mode=True)"},
+  {"avg k3 s2 p1 ceil", "avg_pool2d", {3, {stride = 2, padding = 1, ceil_mode = true}},
+   "F.avg_pool2d(x, 3, 2, 1, ceil_mode=True)"},
+  {"avg k3 s2 p1 ceil no-pad-count", "avg_pool2d",
+   {3, {stride = 2, padding = 1, ceil_mode = true, count_include_pad = false}},
+   "F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)"},
+  {"avg k2x3 s2x1 ceil", "avg_pool2d", {{kernel = {2, 3}, stride = {2, 1}, ceil_mode = true}},
+   "F.avg_pool2d(x, (2, 3), (2, 1), ceil_mode=True)"},
+  -- k2 s2 p1 ceil: the last window starts in the input's last row and runs into the padding
+  {"max k2 s2 p1 ceil", "max_pool2d", {2, {padding = 1, ceil_mode = true}},
+   "F.max_pool2d(x, 2, 2, 1, ceil_mode=True)"},
+  {"avg k2 s2 p1 ceil", "avg_pool2d", {2, {padding = 1, ceil_mode = true}},
+   "F.avg_pool2d(x, 2, 2, 1, ceil_mode=True)"},
+  {"avg k2 s2 p1 ceil no-pad-count", "avg_pool2d",
+   {2, {padding = 1, ceil_mode = true, count_include_pad = false}},
+   "F.avg_pool2d(x, 2, 2, 1, ceil_mode=True, count_include_pad=False)"},
+  {"adaptive 1", "adaptive_avg_pool2d", {1}, "F.adaptive_avg_pool2d(x, 1)"},
+  {"adaptive 2", "adaptive_avg_pool2d", {2}, "F.adaptive_avg_pool2d(x, 2)"},
+  {"adaptive 3", "adaptive_avg_pool2d", {3}, "F.adaptive_avg_pool2d(x, 3)"},
+  {"adaptive 6", "adaptive_avg_pool2d", {6}, "F.adaptive_avg_pool2d(x, 6)"},
+  {"adaptive 4x5", "adaptive_avg_pool2d", {{4, 5}}, "F.adaptive_avg_pool2d(x, (4, 5))"},
+}
+R.test("pooling forward and backward match PyTorch on odd sizes", function()
+  -- one python run for every (size, case): starting torch is the slow part
+  local code, outs, inputs, ours = {}, {}, {}, {}
+  for s, size in ipairs({{2, 3, 13, 11}, {1, 2, 8, 9}, {1, 1, 6, 5}}) do
+    local x = skd.randn(table.unpack(size))
+    inputs["x" .. s] = x
+    for k, c in ipairs(cases) do
+      local id = s .. "_" .. k
+      local xx = x:clone():requires_grad()
+      local y = skd[c[2]](xx, table.unpack(c[3]))
+      local r = skd.randn(table.unpack(y:size()))
+      ;(y * r):sum():backward()
+      inputs["r" .. id] = r
+      ours[id] = {y, xx.grad, c[1] .. " on " .. table.concat(size, "x")}
+      code[#code + 1] = string.format(
+        "xx = x%d.clone().requires_grad_(); y%s = %s; (y%s * r%s).sum().backward(); g%s = xx.grad",
+        s, id, (c[4]:gsub("%(x,", "(xx,")), id, id, id)
+      outs[#outs + 1] = "y" .. id
+      outs[#outs + 1] = "g" .. id
     end
-    local ref = R.run(table.concat(code, "\n"), inputs, outs)
-    for id, o in pairs(ours) do
-      T.eq(table.concat(o[1]:size(), "x"), table.concat(ref["y" .. id]:size(), "x"), o[3] .. " shape")
-      T.near(o[1], ref["y" .. id], 1e-5, o[3] .. " forward")
-      T.near(o[2], ref["g" .. id], 1e-5, o[3] .. " backward")
-    end
-  end)
-end
+  end
+  local ref = R.run(table.concat(code, "\n"), inputs, outs)
+  for id, o in pairs(ours) do
+    T.eq(table.concat(o[1]:size(), "x"), table.concat(ref["y" .. id]:size(), "x"), o[3] .. " shape")
+    T.near(o[1], ref["y" .. id], 1e-5, o[3] .. " forward")
+    T.near(o[2], ref["g" .. id], 1e-5, o[3] .. " backward")
+  end
+end)
 
 -- ---------- bad input ----------
 
@@ -202,10 +191,7 @@ T.test("bad pooling calls raise errors naming the op and the problem", function(
     {function() skd.adaptive_avg_pool2d(skd.randn(4), 2) end, "adaptive_avg_pool2d", "4-d"},
     {function() skd.max_pool2d(nil, 2) end, "tensor expected"},
   }
-  for i, b in ipairs(bad) do
-    local ok, err = pcall(T.raises, b[1], table.unpack(b, 2))
-    if not ok then error("bad call " .. i .. ": " .. tostring(err)) end
-  end
+  T.raises_each(bad)
 end)
 
 T.done()

@@ -67,14 +67,7 @@ end)
 
 T.test("softmax repeats bit for bit across thread counts", function()
   local x = skd.randn(4, 19, 64, 64)
-  local n0 = skd.threads()
-  skd.threads(1)
-  local a, la = skd.softmax(x, 2), skd.log_softmax(x, 4)
-  skd.threads(2)
-  local b, lb = skd.softmax(x, 2), skd.log_softmax(x, 4)
-  skd.threads(n0)
-  T.near(a, b, 0)
-  T.near(la, lb, 0)
+  T.same_at_threads(function() return skd.softmax(x, 2), skd.log_softmax(x, 4) end)
 end)
 
 T.test("bad softmax calls raise errors naming the op and the problem", function()
@@ -86,10 +79,7 @@ T.test("bad softmax calls raise errors naming the op and the problem", function(
     {function() skd.log_softmax(x:int(), 1) end, "log_softmax", "float32"},
     {function() skd.softmax(nil, 1) end, "tensor expected"},
   }
-  for i, b in ipairs(bad) do
-    local ok, err = pcall(T.raises, b[1], table.unpack(b, 2))
-    if not ok then error("bad call " .. i .. ": " .. tostring(err)) end
-  end
+  T.raises_each(bad)
 end)
 
 T.done()
