@@ -11,6 +11,8 @@
  *   skd._png_write(path, tensor)  skd._png_read(path) -> int32 tensor
  * Indices and epochs are 1-based on this side, 0-based in core/.
  */
+#include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "augment.h"
@@ -291,8 +293,10 @@ static void read_transform(lua_State *L, int idx, skd_transform *t)
 	if (opt_numbers(L, idx, "transform", "scale", 2, v))
 		t->scale_min = v[0], t->scale_max = v[1];
 	if (opt_numbers(L, idx, "transform", "crop", 2, v)) {
-		if (v[0] != (int)v[0] || v[1] != (int)v[1])
-			luaL_error(L, "transform: crop sizes must be integers");
+		for (int k = 0; k < 2; k++) /* range first: casting 1e300 to int is undefined */
+			if (!(v[k] >= 0 && v[k] <= INT_MAX) || v[k] != floor(v[k]))
+				luaL_error(L, "transform: crop sizes must be integers in 0..2^31-1, got %f",
+					   v[k]);
 		t->crop_h = (int)v[0], t->crop_w = (int)v[1];
 	}
 	t->flip = lskd_optbool(L, idx, "transform", "flip", 0);

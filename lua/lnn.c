@@ -17,6 +17,12 @@ static int l_conv2d(lua_State *L)
 	lskd_optpair(L, opts, "conv2d", "padding", 0, p.padding);
 	lskd_optpair(L, opts, "conv2d", "dilation", 1, p.dilation);
 	p.groups = lskd_optint(L, opts, "conv2d", "groups", 1);
+	/* core/conv2d.c forms 2·padding in int: keep it (and the dilated reach) far from 2^31 */
+	for (int k = 0; k < 2; k++)
+		if (p.padding[k] > 1 << 24 || p.dilation[k] > 1 << 24)
+			return luaL_error(L, "conv2d: padding and dilation must be at most 2^24, got "
+					  "padding %dx%d, dilation %dx%d", p.padding[0], p.padding[1],
+					  p.dilation[0], p.dilation[1]);
 	lskd_pushtensor(L, skd_conv2d(x, w, b, &p));
 	return 1;
 }

@@ -106,6 +106,11 @@ T.test("integers that do not fit 32 bits are errors, not wrapped into range", fu
     {function() return skd._confusion(4294967299) end, "confusion", "num_classes", "32 bits"},
     {function() return skd.threads(4294967297) end, "threads", "1 to 1024", "4294967297"},
     {function() return skd.randn(3):sum(MINI) end, "dimension " .. MINI .. " out of range"},
+    -- an undefined double-to-int cast decided whether the crop size was an integer
+    {function() return skd._transform_apply(skd.rand(3, 8, 8), skd.zeros(8, 8):int(), {crop = {1e300, 4}}) end,
+     "transform", "crop sizes", "0..2^31-1"},
+    -- core/conv2d.c forms 2·padding in int (UBSan: signed overflow)
+    {function() return skd.conv2d(x, w, nil, {padding = 1073741824}) end, "conv2d", "padding", "2^24"},
   })
   T.eq(skd.threads(), n0, "thread count after the bad call")
 end)
