@@ -58,7 +58,7 @@ skd_tensor *skd_reshape(skd_tensor *a, int ndim, const int64_t *shape_in)
 		return NULL;
 	if (ndim < 0 || ndim > SKD_MAX_DIMS)
 		return skd_error_null("reshape: expects 0 to %d sizes, got %d", SKD_MAX_DIMS, ndim);
-	int64_t shape[SKD_MAX_DIMS], known = 1, numel = skd_tensor_numel(a);
+	int64_t shape[SKD_MAX_DIMS], known = 1, span = 1, numel = skd_tensor_numel(a);
 	int infer = -1;
 	for (int i = 0; i < ndim; i++) {
 		shape[i] = shape_in[i];
@@ -68,12 +68,15 @@ skd_tensor *skd_reshape(skd_tensor *a, int ndim, const int64_t *shape_in)
 			infer = i;
 		} else if (shape[i] < 0) {
 			return skd_error_null("reshape: size %lld is invalid", (long long)shape[i]);
-		} else if (shape[i] > 0 && known > INT64_MAX / shape[i]) {
+		} else if (shape[i] > 0 && span > INT64_MAX / 8 / shape[i]) {
+			/* span, the product of the nonzero sizes, bounds the strides reshape_to
+			 * forms, also when a 0 size makes the element count 0 */
 			return skd_error_null("reshape: sizes whose product overflows (size %lld in "
 					      "position %d) cannot view %lld elements", (long long)shape[i],
 					      i + 1, (long long)numel);
 		} else {
 			known *= shape[i];
+			span *= shape[i] > 0 ? shape[i] : 1;
 		}
 	}
 	if (infer >= 0)

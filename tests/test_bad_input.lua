@@ -16,6 +16,8 @@ T.test("sizes whose products overflow are errors, not wrapped strides", function
     -- reshape multiplied the sizes before comparing them with the element count
     {function() return skd.randn(3):reshape(MAXI, MAXI) end, "reshape", "overflows"},
     {function() return skd.randn(3):view(MAXI, MAXI, -1) end, "reshape", "overflows"},
+    -- with a 0 size the element count stays 0, but reshape_to's strides still overflowed
+    {function() return skd.zeros(2, 0, 5, 5):reshape(0, 2, MAXI) end, "reshape", "overflows"},
     -- the axis tables held oh + ow entries
     {function() return skd.interpolate(skd.randn(1, 1, 2, 2), {MAXI, MAXI}) end, "interpolate", "2^31"},
     -- nh·nw was compared with N
