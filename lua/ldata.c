@@ -34,6 +34,13 @@ typedef struct loader_box { skd_loader *ld; } loader_box;
 
 /* ---------- datasets ---------- */
 
+/* A 1-based Lua index as core's 0-based one; anything below 1 becomes -1, which core reports
+ * as out of range (i - 1 itself would overflow at math.mininteger). */
+static int64_t zero_based(lua_Integer i)
+{
+	return i < 1 ? -1 : (int64_t)i - 1;
+}
+
 static void push_dataset(lua_State *L, skd_dataset *ds)
 {
 	if (!ds)
@@ -178,7 +185,7 @@ static int ds_get(lua_State *L)
 	skd_dataset *ds = check_dataset(L, 1);
 	lua_Integer i = luaL_checkinteger(L, 2);
 	skd_tensor *img, *lab;
-	lskd_check(L, skd_dataset_get(ds, i - 1, &img, &lab));
+	lskd_check(L, skd_dataset_get(ds, zero_based(i), &img, &lab));
 	lskd_pushtensor(L, img);
 	lskd_pushtensor(L, lab);
 	return 2;
@@ -230,8 +237,8 @@ static int ds_paths(lua_State *L)
 {
 	skd_dataset *ds = check_dataset(L, 1);
 	lua_Integer i = luaL_checkinteger(L, 2);
-	lua_pushstring(L, skd_dataset_image_path(ds, i - 1));
-	lua_pushstring(L, skd_dataset_label_path(ds, i - 1));
+	lua_pushstring(L, skd_dataset_image_path(ds, zero_based(i)));
+	lua_pushstring(L, skd_dataset_label_path(ds, zero_based(i)));
 	return 2;
 }
 
@@ -412,7 +419,8 @@ static int ld_state(lua_State *L)
 static int ld_set_state(lua_State *L)
 {
 	loader_box *b = check_loader(L, 1);
-	lskd_check(L, skd_loader_set_state(b->ld, luaL_checkinteger(L, 2) - 1, luaL_checkinteger(L, 3)));
+	lskd_check(L, skd_loader_set_state(b->ld, zero_based(luaL_checkinteger(L, 2)),
+					   luaL_checkinteger(L, 3)));
 	return 0;
 }
 

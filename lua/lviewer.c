@@ -14,6 +14,7 @@
  * details): image 3×H×W float, shown as is within [0,1], else min-max scaled per image; label
  * H×W ids, 255 drawn black; teacher/student C×h×w logits (argmax) or h×w ids, resized nearest
  * to the image; features C×h×w; a leading batch dimension shows element `index` (1-based). */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include "image.h"
@@ -139,6 +140,13 @@ static int l_open(lua_State *L)
 	return 1;
 }
 
+/* A 1-based coordinate or index as a 0-based int: -1 below 1, INT_MAX past it (the plain cast
+ * and - 1 overflowed past 2^31); the viewer ignores positions off its panels. */
+static int zero_based(lua_Integer v)
+{
+	return v < 1 ? -1 : v > INT_MAX ? INT_MAX : (int)(v - 1);
+}
+
 static skd_tensor *field_tensor(lua_State *L, int idx, const char *name)
 {
 	lua_getfield(L, idx, name);
@@ -192,8 +200,9 @@ static int l_show(lua_State *L)
 		return luaL_error(L, "viewer.show: features expects {teacher=, student=}, got %s",
 				  luaL_typename(L, -1));
 	}
-	in.index = lskd_optint(L, 2, "viewer.show", "index", 1) - 1;
-	in.iter = (int64_t)lskd_optnum(L, 2, "viewer.show", "iter", -1);
+	in.index = zero_based(lskd_optint(L, 2, "viewer.show", "index", 1));
+	double iter = lskd_optnum(L, 2, "viewer.show", "iter", -1);
+	in.iter = iter >= 0 && iter < 0x1p62 ? (int64_t)iter : -1; /* no undefined cast of 1e300 */
 	const char *names[64];
 	double values[64];
 	t = lua_getfield(L, 2, "losses");
@@ -294,8 +303,8 @@ static int opt_point(lua_State *L, int idx, const char *name, int *x, int *y)
 		 lua_rawgeti(L, -2, 2) == LUA_TNUMBER;
 	if (!ok)
 		luaL_error(L, "viewer.inject: %s expects {x, y}", name);
-	*x = (int)lua_tointeger(L, -2) - 1;
-	*y = (int)lua_tointeger(L, -1) - 1;
+	*x = zero_based(lua_tointeger(L, -2));
+	*y = zero_based(lua_tointeger(L, -1));
 	lua_pop(L, 3);
 	return 1;
 }
@@ -328,7 +337,7 @@ static int l_pick(lua_State *L)
 	if (lua_isnoneornil(L, 2))
 		skd_viewer_pick(v, -1, -1);
 	else
-		skd_viewer_pick(v, (int)luaL_checkinteger(L, 2) - 1, (int)luaL_checkinteger(L, 3) - 1);
+		skd_viewer_pick(v, zero_based(luaL_checkinteger(L, 2)), zero_based(luaL_checkinteger(L, 3)));
 	return 0;
 }
 

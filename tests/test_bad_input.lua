@@ -156,6 +156,25 @@ T.test("file helpers: empty paths and misleading messages", function()
   os.remove(path)
 end)
 
+T.test("dataset and viewer indices: no wrapped int arithmetic, no freed sample read", function()
+  local ds = skd._dataset_synthetic(1, "val", 2, 8, 8)
+  local ld = skd._loader_new(ds, {batch = 1, prefetch = false})
+  local v = skd.viewer.open({mode = "png"})
+  T.raises_each({
+    -- i - 1 overflowed at math.mininteger (UBSan)
+    {function() return ds:get(MINI) end, "synthetic", "out of range"},
+    {function() return ld:set_state(MINI, 0) end, "loader", "out of range"},
+    -- the size message read the sample just freed (ASan: heap-use-after-free)
+    {function() return v:show({label = skd.zeros(0, 4):int()}) end, "viewer.show", "0x4", "1..8192"},
+    -- the int cast made a 1x(2^32+5) map a 1x5 one
+    {function() return v:show({label = skd.zeros(1, 1):int():expand(1, 4294967301)}) end,
+     "viewer.show", "1x4294967301"},
+  })
+  T.eq(ds:paths(MINI), nil)
+  v:pick(MAXI, MINI) -- off the panels: ignored
+  v:close()
+end)
+
 T.test("nn layers refuse sizes they could never run with", function()
   local nn = skd.nn
   T.raises_each({

@@ -269,17 +269,18 @@ vw_sample *vw_sample_make(const skd_viewer *v, const skd_viewer_input *in)
 	if (first->ndim < 2)
 		return skd_error_null("viewer.show: expects images and maps of at least 2 dims, "
 				      "got %d", first->ndim);
+	/* checked as int64 before the int cast (2^32 + 5 would pass as 5), and before any
+	 * allocation (the message once read the freed sample) */
+	int64_t h = first->shape[first->ndim - 2], w = first->shape[first->ndim - 1];
+	if (h <= 0 || w <= 0 || h > 8192 || w > 8192)
+		return skd_error_null("viewer.show: image size %lldx%lld out of range (1..8192)",
+				      (long long)h, (long long)w);
 	vw_sample *s = skd_calloc(1, sizeof *s);
 	if (!s)
 		return NULL;
-	s->h = (int)first->shape[first->ndim - 2];
-	s->w = (int)first->shape[first->ndim - 1];
+	s->h = (int)h;
+	s->w = (int)w;
 	s->error_rate = -1;
-	if (s->h <= 0 || s->w <= 0 || s->h > 8192 || s->w > 8192) {
-		vw_sample_free(s);
-		return skd_error_null("viewer.show: image size %dx%d out of range (1..8192)", s->h,
-				      s->w);
-	}
 	if ((in->image && !(s->rgb = rgb_bytes(in->image, in->index))) ||
 	    (in->label && !(s->label = labels(in->label, in->index, s->h, s->w))) ||
 	    (in->teacher && !(s->teacher = prediction(in->teacher, in->index, s->h, s->w, "teacher"))) ||
