@@ -117,7 +117,7 @@ static int conv_geometry(const skd_tensor *x, const skd_tensor *w, const skd_ten
 	/* reach of the dilated kernel against the padded input; C division truncates toward
 	 * zero, so an input smaller than the kernel must be caught before dividing */
 	int64_t reach_h = g->dh * (g->kh - 1) + 1, reach_w = g->dw * (g->kw - 1) + 1;
-	int64_t span_h = g->h + 2 * g->ph, span_w = g->w + 2 * g->pw;
+	int64_t span_h = g->h + 2 * (int64_t)g->ph, span_w = g->w + 2 * (int64_t)g->pw;
 	if (span_h < reach_h || span_w < reach_w)
 		return skd_error("conv2d: output size would be empty: input %s padded to %lldx%lld "
 				 "is smaller than the kernel's reach %lldx%lld (kernel %lldx%lld, "

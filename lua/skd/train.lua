@@ -194,7 +194,7 @@ function train.run(cfg)
       if cfg.on_step then cfg.on_step(it, terms) end
       if ck and ((ck.every and it % ck.every == 0) or it == n) then checkpoint(it) end
       if skd._interrupted() then
-        if ck and it % (ck.every or 0) ~= 0 and it ~= n then checkpoint(it) end
+        if ck and (not ck.every or it % ck.every ~= 0) and it ~= n then checkpoint(it) end
         io.stderr:write(string.format("\n%s: interrupted at iteration %d%s\n", cfg.name or "train", it,
           ck and ("; checkpoint saved to " .. ck.path) or ""))
         interrupted = true
