@@ -683,6 +683,21 @@ static const luaL_Reg tensor_meta[] = {
 	{NULL, NULL},
 };
 
+/* skd._rebind(t, u): the handle t now refers to u's tensor. Module:flatten moves each
+ * parameter into the flat buffer this way, so references taken before flattening (an
+ * optimiser's parameter list) follow it instead of going stale. */
+static int l_rebind(lua_State *L)
+{
+	box *a = luaL_checkudata(L, 1, LSKD_TENSOR);
+	skd_tensor *u = lskd_checktensor(L, 2);
+	if (!a->t)
+		return luaL_error(L, "rebind: tensor was closed");
+	skd_tensor *old = a->t;
+	a->t = skd_tensor_retain(u);
+	skd_tensor_release(old);
+	return 0;
+}
+
 static int l_is_tensor(lua_State *L)
 {
 	lua_pushboolean(L, luaL_testudata(L, 1, LSKD_TENSOR) != NULL);
@@ -697,6 +712,8 @@ void lskd_open_tensor(lua_State *L)
 	luaL_setfuncs(L, tensor_fns, 0);
 	lua_pushcfunction(L, l_is_tensor);
 	lua_setfield(L, -2, "is_tensor");
+	lua_pushcfunction(L, l_rebind);
+	lua_setfield(L, -2, "_rebind");
 	luaL_newmetatable(L, LSKD_TENSOR);
 	luaL_setfuncs(L, tensor_meta, 0);
 	luaL_newlib(L, tensor_fns);

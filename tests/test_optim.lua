@@ -82,6 +82,18 @@ T.test("state_dict round trip resumes identically", function()
   T.near(resumed, full, 0)
 end)
 
+T.test("an optimiser built before Module:flatten keeps updating the model", function()
+  local net = skd.nn.Sequential{skd.nn.Conv2d(2, 3, 1), skd.nn.ReLU(), skd.nn.Conv2d(3, 1, 1)}
+  local opt = skd.optim.sgd(net:parameters(), {lr = 0.1})
+  net:flatten()
+  local before = net:flat_parameters():clone()
+  opt:zero_grad()
+  net(skd.randn(2, 2, 4, 4)):sum():backward()
+  opt:step()
+  T.ok(T.maxdiff(net:flat_parameters(), before) > 0, "the flat parameters moved")
+  for _, p in ipairs(net:parameters()) do T.ok(p.grad ~= nil) end
+end)
+
 T.test("bad arguments are clear errors", function()
   T.raises(function() skd.optim.sgd(42) end, "sgd", "module")
   T.raises(function() skd.optim.sgd({skd.ones(2), "x"}) end, "parameter 2")

@@ -247,7 +247,7 @@ function Module:eval() return self:train(false) end
 -- zero_grad is one fill, an optimiser one fused loop and a checkpoint one write. Every
 -- module's parameters are a contiguous range of the buffers (pre-order layout), which is
 -- what lets a submodule hand its own slice to an optimiser group. Values, requires_grad and
--- existing gradients are kept; references to the old parameter tensors go stale.
+-- existing gradients are kept; references to the parameters stay valid (they are rebound).
 function Module:flatten()
   local slot, order, total, shared = {}, {}, 0, false
   local function layout(m)
@@ -283,8 +283,10 @@ function Module:flatten()
   end)
   flat.grad = gflat
   local src = {params = flat, grads = gflat, total = total, shared = shared, links = links}
+  -- each parameter's own handle is pointed at its view, so references taken earlier (an
+  -- optimiser built before flattening) move with it instead of going stale
+  for _, t in ipairs(order) do skd._rebind(t, view[t]) end
   walk(self, "", function(_, m)
-    for _, name in ipairs(m._params) do rawset(m, name, view[rawget(m, name)]) end
     rawset(m, "_flat_src", src)
     rawset(m, "_flat_view", nil)
   end)
