@@ -8,6 +8,29 @@
 
 static int nthreads = 0; /* 0: not yet read from the environment */
 
+static int nblis = 1;
+
+/* BLIS's own thread count (parallel.h): 1 unless SKD_BLIS_THREADS says otherwise, never
+ * more than the engine's. */
+static int blis_threads(int n)
+{
+	const char *env = getenv("SKD_BLIS_THREADS");
+	long v = 1;
+	if (env && *env) {
+		v = strtol(env, NULL, 10);
+		if (v < 1 || v > 1024)
+			v = 1;
+	}
+	nblis = (int)(v < n ? v : n);
+	return nblis;
+}
+
+int skd_blis_threads_get(void)
+{
+	skd_threads_get();
+	return nblis;
+}
+
 static void init_once(void)
 {
 	if (nthreads > 0)
@@ -24,7 +47,7 @@ static void init_once(void)
 		n = 1;
 	nthreads = (int)n;
 	omp_set_num_threads(nthreads);
-	bli_thread_set_num_threads(nthreads);
+	bli_thread_set_num_threads(blis_threads(nthreads));
 }
 
 int skd_threads_get(void)
@@ -39,6 +62,6 @@ int skd_threads_set(int n)
 		return skd_error("threads: expects a count from 1 to 1024, got %d", n);
 	nthreads = n;
 	omp_set_num_threads(n);
-	bli_thread_set_num_threads(n);
+	bli_thread_set_num_threads(blis_threads(n));
 	return SKD_OK;
 }

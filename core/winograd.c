@@ -448,6 +448,9 @@ static int forward_transformed(const wg_geom *g, int64_t nc, int64_t nk, const f
 		int64_t nrows = g->rows - row0 < crow ? g->rows - row0 : crow;
 		int64_t tpc = nrows * g->tiles_w;
 		transform_input(g, x, nc, row0, nrows, v);
+		/* the alpha^2 products are independent: one per OpenMP thread when BLIS itself
+		 * runs single-threaded (parallel.h), so both cores work on GEMMs */
+#pragma omp parallel for schedule(static) if (skd_blis_threads_get() == 1 && skd_threads_get() > 1)
 		for (int64_t xi = 0; xi < aa; xi++)
 			skd_sgemm(false, false, nk, tpc, nc, 1.0f, u + xi * nk * nc, nc,
 				  v + xi * nc * tpc, tpc, 0.0f, mm + xi * nk * tpc, tpc);
@@ -511,6 +514,7 @@ int skd_winograd_backward_weight(int m, int64_t n, int64_t cin, int64_t h, int64
 		int64_t tpc = nrows * g.tiles_w;
 		transform_input(&g, x, cin, row0, nrows, v);
 		transform_grad_output(&g, dy, cout, row0, nrows, dyt);
+#pragma omp parallel for schedule(static) if (skd_blis_threads_get() == 1 && skd_threads_get() > 1)
 		for (int64_t xi = 0; xi < aa; xi++)
 			skd_sgemm(false, true, cout, cin, tpc, 1.0f, dyt + xi * cout * tpc, tpc,
 				  v + xi * cin * tpc, tpc, row0 == 0 ? 0.0f : 1.0f,

@@ -43,8 +43,8 @@ if opts.threads then skd.threads(opts.threads) end
 -- Budgets: --quick in under 5 minutes, the default in under 20, on 2 cores (README records
 -- the measured times). Explicit flags override them.
 local budgets = {
-  quick = {iterations = 100, teacher_iterations = 150, batch = 8, size = "48x64", train_n = 200, val_n = 50},
-  default = {iterations = 300, teacher_iterations = 400, batch = 8, size = "64x96", train_n = 400, val_n = 100},
+  quick = {iterations = 60, teacher_iterations = 100, batch = 8, size = "48x64", train_n = 200, val_n = 50},
+  default = {iterations = 160, teacher_iterations = 300, batch = 8, size = "64x96", train_n = 400, val_n = 100},
   full = {iterations = 2000, teacher_iterations = 4000, batch = 8, size = "128x256", train_n = 2000, val_n = 200},
 }
 local budget = budgets[opts.quick and "quick" or opts.full and "full" or "default"]
