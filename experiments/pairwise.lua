@@ -14,6 +14,8 @@ local opts = E.parse_args(arg, {
   {"teacher-iterations", "number", nil, "teacher iterations when it must be trained"},
   {"batch", "number", 8, "images per step"},
   {"size", "string", nil, "synthetic image size HxW"},
+  {"train-n", "number", nil, "synthetic training images"},
+  {"val-n", "number", nil, "synthetic validation images"},
   {"seed", "number", 1, "seed"},
   {"betas", "string", "1,2,4", "granularities for the β × α table"},
   {"alphas", "string", "1,2,full", "connection ranges for the β × α table"},
@@ -37,7 +39,7 @@ local function run(label, pairwise_term)
   local student = E.student(opts, nc)
   local loader = E.train_loader(train_ds, {dataset = opts.dataset, batch = opts.batch, seed = opts.seed, crop = opts.crop})
   local extra = pairwise_term and pairwise_term(student) or nil
-  local opt = skd.optim.sgd(extra and {{params = student}, {params = extra.params}} or student,
+  local opt = skd.optim.sgd(extra and extra.params and {{params = student}, {params = extra.params}} or student,
                             {lr = 0.01, momentum = 0.9, weight_decay = 5e-4})
   local t0 = skd.clock()
   skd.distill{name = label, teacher = teacher, student = student, loader = loader, optimizer = opt,
