@@ -33,5 +33,9 @@ check "--help lists the flags" '[ $rc = 0 ] && grep -q -- "--quick" "$out/help.t
 "$BIN" experiments/train_teacher.lua --role student --iterations 2 --batch 2 --size 32x48 --train-n 8 --val-n 4 --results "$out" > "$out/tt.txt" 2>&1; rc=$?
 check "train_teacher trains a student baseline and prints the per-class table" \
   '[ $rc = 0 ] && grep -q "val mIoU" "$out/tt.txt" && [ -s "$out/baselines/synthetic-pspnet-r18-w0.5.safetensors" ] || { tail -5 "$out/tt.txt"; false; }'
-XX
+"$BIN" experiments/pairwise.lua --iterations 1 --teacher-iterations 1 --batch 2 --size 32x48 --train-n 8 --val-n 4 \
+  --betas 2 --alphas 1,full --results "$out" > "$out/pw.txt" 2> "$out/pw.err"; rc=$?
+check "pairwise runs PA vs MIMIC vs AT vs LOCAL and the beta x alpha table" \
+  '[ $rc = 0 ] && grep -q "MIMIC" "$out/pw.txt" && grep -q "AT" "$out/pw.txt" && grep -q "LOCAL" "$out/pw.txt" && grep -q "β=2" "$out/pw.txt" && [ -s "$out/pairwise/table.md" ] || { tail -5 "$out/pw.err"; false; }'
+echo "$pass passed, $fail failed"
 [ $fail = 0 ]
