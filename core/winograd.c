@@ -461,20 +461,28 @@ static int forward_transformed(const wg_geom *g, int64_t nc, int64_t nk, const f
 	return SKD_OK;
 }
 
+/* Transforms the weights (rotated 180° with channels swapped for backward-input) and runs the
+ * transformed convolution of src (nin channels) into dst (nout channels). */
+static int weights_then_forward(const wg_geom *g, int64_t nin, int64_t nout, const float *src,
+				const float *wt, bool rotate, const float *bias, float *dst)
+{
+	int64_t aa = g->k->alpha * g->k->alpha;
+	size_t ubytes = sizeof(float) * aa * nout * nin;
+	float *u = skd_alloc(ubytes);
+	if (!u)
+		return SKD_ERR;
+	transform_weight(g->k, wt, nout, nin, rotate, u);
+	int rc = forward_transformed(g, nin, nout, src, u, bias, dst);
+	skd_free(u, ubytes);
+	return rc;
+}
+
 int skd_winograd_forward(int m, int64_t n, int64_t cin, int64_t h, int64_t w, int64_t cout,
 			 int64_t ph, int64_t pw, const float *x, const float *wt, const float *b,
 			 float *y)
 {
 	wg_geom g = geometry(m, n, h, w, ph, pw);
-	int64_t aa = g.k->alpha * g.k->alpha;
-	size_t ubytes = sizeof(float) * aa * cout * cin;
-	float *u = skd_alloc(ubytes);
-	if (!u)
-		return SKD_ERR;
-	transform_weight(g.k, wt, cout, cin, false, u);
-	int rc = forward_transformed(&g, cin, cout, x, u, b, y);
-	skd_free(u, ubytes);
-	return rc;
+	return weights_then_forward(&g, cin, cout, x, wt, false, b, y);
 }
 
 int skd_winograd_backward_input(int m, int64_t n, int64_t cin, int64_t h, int64_t w,
@@ -483,15 +491,7 @@ int skd_winograd_backward_input(int m, int64_t n, int64_t cin, int64_t h, int64_
 {
 	/* dy is (h + 2ph − 2) x (w + 2pw − 2); padded by 2 − p it gives back h x w */
 	wg_geom g = geometry(m, n, h + 2 * ph - 2, w + 2 * pw - 2, 2 - ph, 2 - pw);
-	int64_t aa = g.k->alpha * g.k->alpha;
-	size_t ubytes = sizeof(float) * aa * cin * cout;
-	float *u = skd_alloc(ubytes);
-	if (!u)
-		return SKD_ERR;
-	transform_weight(g.k, wt, cin, cout, true, u);
-	int rc = forward_transformed(&g, cout, cin, dy, u, NULL, dx);
-	skd_free(u, ubytes);
-	return rc;
+	return weights_then_forward(&g, cout, cin, dy, wt, true, NULL, dx);
 }
 
 int skd_winograd_backward_weight(int m, int64_t n, int64_t cin, int64_t h, int64_t w,
