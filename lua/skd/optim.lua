@@ -64,6 +64,18 @@ end
 local Optimizer = {}
 Optimizer.__index = Optimizer
 
+-- Calls update(p, grad, group) for every parameter that received a gradient, then counts
+-- the step: the loop both optimisers share; each supplies only its update.
+function Optimizer:each_update(update)
+  for _, g in ipairs(self.param_groups) do
+    for _, p in ipairs(g.params) do
+      local grad = p.grad
+      if grad then update(p, grad, g) end
+    end
+  end
+  self.steps = self.steps + 1
+end
+
 function Optimizer:zero_grad()
   for _, g in ipairs(self.param_groups) do
     for _, p in ipairs(g.params) do
@@ -141,23 +153,17 @@ function optim.sgd(params, opts)
   local self = setmetatable({kind = "sgd", steps = 0, state = setmetatable({}, {__mode = "k"}),
                              param_groups = make_groups(params, defaults, "sgd")}, Optimizer)
   function self:step()
-    for _, g in ipairs(self.param_groups) do
-      for _, p in ipairs(g.params) do
-        local grad = p.grad
-        if grad then
-          local st = self.state[p]
-          local first = false
-          if g.momentum ~= 0 and not st then
-            st = {momentum_buffer = skd.zeros(p:size())}
-            self.state[p] = st
-            first = true
-          end
-          skd._sgd_step(p, grad, st and st.momentum_buffer, g.lr, g.momentum,
-                        g.weight_decay, g.nesterov, first)
-        end
+    self:each_update(function(p, grad, g)
+      local st = self.state[p]
+      local first = false
+      if g.momentum ~= 0 and not st then
+        st = {momentum_buffer = skd.zeros(p:size())}
+        self.state[p] = st
+        first = true
       end
-    end
-    self.steps = self.steps + 1
+      skd._sgd_step(p, grad, st and st.momentum_buffer, g.lr, g.momentum, g.weight_decay,
+                    g.nesterov, first)
+    end)
   end
   return self
 end
@@ -171,22 +177,16 @@ function optim.adam(params, opts)
   local self = setmetatable({kind = "adam", steps = 0, state = setmetatable({}, {__mode = "k"}),
                              param_groups = make_groups(params, defaults, "adam")}, Optimizer)
   function self:step()
-    for _, g in ipairs(self.param_groups) do
-      for _, p in ipairs(g.params) do
-        local grad = p.grad
-        if grad then
-          local st = self.state[p]
-          if not st then
-            st = {exp_avg = skd.zeros(p:size()), exp_avg_sq = skd.zeros(p:size()), step = 0}
-            self.state[p] = st
-          end
-          st.step = st.step + 1
-          skd._adam_step(p, grad, st.exp_avg, st.exp_avg_sq, g.lr, g.beta1, g.beta2, g.eps,
-                         g.weight_decay, st.step)
-        end
+    self:each_update(function(p, grad, g)
+      local st = self.state[p]
+      if not st then
+        st = {exp_avg = skd.zeros(p:size()), exp_avg_sq = skd.zeros(p:size()), step = 0}
+        self.state[p] = st
       end
-    end
-    self.steps = self.steps + 1
+      st.step = st.step + 1
+      skd._adam_step(p, grad, st.exp_avg, st.exp_avg_sq, g.lr, g.beta1, g.beta2, g.eps,
+                     g.weight_decay, st.step)
+    end)
   end
   return self
 end
