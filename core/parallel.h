@@ -17,6 +17,11 @@ int skd_threads_set(int n); /* SKD_ERR if n < 1 */
  * scales; SKD_BLIS_THREADS=n gives BLIS n threads where its own threading scales. */
 int skd_blis_threads_get(void);
 
+/* The name of the BLIS kernel set in use ("skx", "haswell", ...). On AVX-512 CPUs the engine
+ * asks for "skx" even where BLIS's CPUID tables would fall back to AVX2 (parallel.c);
+ * SKD_BLIS_ARCH=blis keeps BLIS's own choice, BLIS_ARCH_TYPE picks one outright. */
+const char *skd_blis_arch(void);
+
 /* Loops shorter than this many elements run on one thread: forking costs more. */
 #define SKD_PARALLEL_GRAIN 32768
 

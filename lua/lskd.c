@@ -208,6 +208,17 @@ static int l_threads(lua_State *L)
 	return 1;
 }
 
+/* skd.blis() -> {arch = "skx", threads = 1}: the BLIS kernel set and thread count in use. */
+static int l_blis(lua_State *L)
+{
+	lua_createtable(L, 0, 2);
+	lua_pushstring(L, skd_blis_arch());
+	lua_setfield(L, -2, "arch");
+	lua_pushinteger(L, skd_blis_threads_get());
+	lua_setfield(L, -2, "threads");
+	return 1;
+}
+
 static int l_clock(lua_State *L)
 {
 	struct timespec ts;
@@ -452,6 +463,7 @@ static int module_index(lua_State *L)
 static const luaL_Reg module_fns[] = {
 	{"manual_seed", l_manual_seed},
 	{"threads", l_threads},
+	{"blis", l_blis},
 	{"clock", l_clock},
 	{"no_grad", l_no_grad},
 	{"grad_enabled", l_grad_enabled},
