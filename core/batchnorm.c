@@ -274,3 +274,30 @@ done:
 	skd_tensor_release(b);
 	return out;
 }
+
+int skd_channel_affine_(skd_tensor *x, skd_tensor *scale, skd_tensor *shift)
+{
+	char s[SKD_SHAPE_STR_LEN];
+	if (!x || !scale || !shift)
+		return skd_error("channel_affine_: expects a tensor, a scale and a shift");
+	if (x->dtype != SKD_FLOAT32 || x->ndim < 2 || !skd_tensor_is_contiguous(x))
+		return skd_error("channel_affine_: expects a contiguous float32 tensor (N,C,...), got "
+				 "%s %s", skd_dtype_name(x->dtype), skd_shape_str(x, s, sizeof s));
+	if (x->requires_grad && skd_grad_enabled())
+		return skd_error("channel_affine_: works in place, so not on a tensor that requires "
+				 "grad (use batch_norm)");
+	if (check_channel_tensor(scale, "scale", x) || check_channel_tensor(shift, "shift", x))
+		return SKD_ERR;
+	int64_t n, c, sp;
+	channel_geometry(x, &n, &c, &sp);
+	float *xp = skd_tensor_f32(x);
+#pragma omp parallel for schedule(static) if (n * c * sp > SKD_PARALLEL_GRAIN)
+	for (int64_t plane = 0; plane < n * c; plane++) {
+		int64_t ch = plane % c;
+		float a = *flat_at(scale, ch), b = *flat_at(shift, ch);
+		float *p = xp + plane * sp;
+		for (int64_t i = 0; i < sp; i++)
+			p[i] = p[i] * a + b;
+	}
+	return SKD_OK;
+}

@@ -146,6 +146,15 @@ static int l_batch_norm(lua_State *L)
 	return 1;
 }
 
+/* skd._channel_affine_(x, scale, shift) -> x: in place, no gradient (Module:freeze's folding) */
+static int l_channel_affine_(lua_State *L)
+{
+	skd_tensor *x = lskd_checktensor(L, 1);
+	lskd_check(L, skd_channel_affine_(x, lskd_checktensor(L, 2), lskd_checktensor(L, 3)));
+	lua_settop(L, 1);
+	return 1;
+}
+
 /* skd.dropout(x, p [, training=true]) */
 static int l_dropout(lua_State *L)
 {
@@ -251,6 +260,7 @@ static const luaL_Reg nn_fns[] = {
 	{"adaptive_avg_pool2d", l_adaptive_avg_pool2d},
 	{"interpolate", l_interpolate},
 	{"batch_norm", l_batch_norm},
+	{"_channel_affine_", l_channel_affine_},
 	{"dropout", l_dropout},
 	{"dropout2d", l_dropout2d},
 	{"softmax", l_softmax},

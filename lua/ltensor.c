@@ -154,6 +154,18 @@ static int make_filled(lua_State *L, const char *op, double v)
 }
 
 static int t_zeros(lua_State *L) { return make_filled(L, "zeros", 0.0); }
+
+/* skd.empty(sizes...): uninitialised values (PyTorch's torch.empty), for a buffer about to be
+ * overwritten; its pages are only touched when written. */
+static int t_empty(lua_State *L)
+{
+	int64_t shape[SKD_MAX_DIMS];
+	int opts, n = sized(L, "empty", shape, &opts);
+	skd_tensor *t = skd_tensor_empty(checkdtype(L, opts, "empty"), n, shape);
+	lskd_pushtensor(L, t);
+	apply_requires_grad(L, opts, "empty", t);
+	return 1;
+}
 static int t_ones(lua_State *L) { return make_filled(L, "ones", 1.0); }
 
 static int t_full(lua_State *L)
@@ -661,7 +673,7 @@ static int t_newindex(lua_State *L)
 }
 
 static const luaL_Reg tensor_fns[] = {
-	{"tensor", t_tensor}, {"zeros", t_zeros}, {"ones", t_ones}, {"full", t_full},
+	{"tensor", t_tensor}, {"zeros", t_zeros}, {"empty", t_empty}, {"ones", t_ones}, {"full", t_full},
 	{"randn", t_randn}, {"rand", t_rand}, {"arange", t_arange},
 	{"size", t_size}, {"stride", t_stride}, {"dim", t_dim}, {"numel", t_numel},
 	{"dtype", t_dtype}, {"is_contiguous", t_is_contiguous}, {"item", t_item},

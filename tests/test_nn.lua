@@ -467,9 +467,69 @@ T.test("freeze: eval, no gradients, BatchNorm folded within 1e-4, names kept", f
   T.near(s(x), w2, 1e-4)
   -- unfreeze drops the folding
   s:unfreeze()
-  T.eq(rawget(s:at(1), "_folded_weight"), nil)
+  T.eq(rawget(s:at(1), "_folded_scale"), nil)
   T.ok(s.training)
   T.ok(s:at(1).weight.requires_grad_)
+end)
+
+T.test("flatten: the gradient buffer is made on first need, and keeps earlier gradients", function()
+  local net = Net():flatten()
+  for _, p in ipairs(net:parameters()) do T.eq(p.grad, nil, "no gradient before backward (PyTorch)") end
+  local x = skd.randn(2, 3, 5, 5)
+  net(x):sum():backward()                     -- before any optimiser: ordinary .grad tensors
+  local before = {}
+  for i, p in ipairs(net:parameters()) do before[i] = p.grad:clone() end
+  local gflat = net:flat_gradients()          -- made now, with those gradients copied in
+  local off = 0
+  for i, p in ipairs(net:parameters()) do
+    T.near(gflat:narrow(1, off + 1, p:numel()), before[i]:reshape(-1), 0)
+    off = off + p:numel()
+  end
+  net(x):sum():backward()                     -- and backward now accumulates into it
+  off = 0
+  for i, p in ipairs(net:parameters()) do
+    T.near(gflat:narrow(1, off + 1, p:numel()), before[i]:reshape(-1) * 2, 1e-5)
+    off = off + p:numel()
+  end
+end)
+
+T.test("freeze: a frozen network holds its weights once (no gradient buffer, no folded copies)", function()
+  collectgarbage(); collectgarbage()          -- earlier tests' garbage must not be freed mid-count
+  skd.empty_cache()
+  local base = skd.memory().in_use
+  local net = skd.models.resnet{depth = 18, width = 0.5}
+  net:flat_parameters()                       -- an optimiser would make the gradient buffer
+  local bytes = 4 * net:num_parameters()
+  T.ok(skd.memory().in_use - base >= 2 * bytes, "parameters and gradients")
+  net:freeze()
+  local held = skd.memory().in_use - base
+  T.ok(held < bytes * 1.05 + 2^20, string.format("frozen: %.1f MB held for %.1f MB of parameters",
+    held / 2^20, bytes / 2^20))
+  for _, p in ipairs(net:parameters()) do T.eq(p.grad, nil) end
+  local x = skd.randn(1, 3, 32, 32)
+  local y = skd.no_grad(function() return net(x) end)
+  net:unfreeze(); net:eval()
+  T.near(y, skd.no_grad(function() return net(x) end), 1e-4, "folded = unfolded")
+end)
+
+T.test("channel_affine_: in place per channel, refused where autograd would need the input", function()
+  local x = skd.tensor{{{{1, 2}}, {{3, 4}}}}  -- 1x2x1x2
+  local r = skd._channel_affine_(x, skd.tensor{2, -1}, skd.tensor{1, 0.5})
+  T.eq(r, x)
+  T.near(x, skd.tensor{{{{3, 5}}, {{-2.5, -3.5}}}}, 0)
+  T.raises(function() skd._channel_affine_(skd.randn(1, 3, 2, 2), skd.ones(2), skd.ones(2)) end,
+    "scale expects 3 elements")
+  T.raises(function() skd._channel_affine_(skd.randn(1, 2, 2, 2, {requires_grad = true}), skd.ones(2), skd.ones(2)) end,
+    "requires grad")
+  T.raises(function() skd._channel_affine_(skd.randn(1, 2, 2, 4):transpose(3, 4), skd.ones(2), skd.ones(2)) end,
+    "contiguous")
+end)
+
+T.test("empty: shape and dtype, no values promised", function()
+  local e = skd.empty(2, 3)
+  T.eq(table.concat(e:size(), "x"), "2x3")
+  T.eq(skd.empty({4}, {dtype = "int32"}):dtype(), "int32")
+  T.raises(function() skd.empty(-1) end, "negative")
 end)
 
 T.done()

@@ -1,8 +1,10 @@
 -- Freezing a network for inference (the distillation teacher): evaluation mode, no
 -- gradients, and every BatchNorm that directly follows a convolution folded into it:
---   W' = W · γ/√(σ² + ε) (per output channel),  b' = (b − μ)·γ/√(σ² + ε) + β.
--- The folded weights are copies kept beside the originals, so state_dict() still returns the
--- original names and values; train() or unfreeze() drops them.
+--   y = conv(x, W)·s + b',  s = γ/√(σ² + ε),  b' = (b − μ)·s + β   (per output channel),
+-- which is conv(x, W·s) + b' without a scaled copy of W: the scale and shift are applied in
+-- place to the convolution's fresh output, in the pass that would otherwise add the bias, so
+-- a frozen ResNet-101 teacher holds its weights once (state_dict() returns them unchanged).
+-- train() or unfreeze() drops the folding.
 local skd = require "skd"
 local Module = require "skd.nn.module"
 local layers = require "skd.nn.layers"
@@ -16,10 +18,9 @@ end
 local function fold_one(conv, bn)
   local c = conv.out_channels
   local scale = bn.weight:detach() / (bn.running_var + bn.eps):sqrt()          -- (C)
-  local w = conv.weight:detach() * scale:reshape(c, 1, 1, 1)
   local b = conv.bias and conv.bias:detach() or skd.zeros(c)
   b = (b - bn.running_mean) * scale + bn.bias:detach()
-  rawset(conv, "_folded_weight", w:contiguous())
+  rawset(conv, "_folded_scale", scale:contiguous())
   rawset(conv, "_folded_bias", b:contiguous())
   rawset(bn, "_folded", true)
 end
@@ -44,10 +45,12 @@ function Module:fold_batchnorm()
   return n
 end
 
--- Evaluation mode, requires_grad off on every parameter, BatchNorm folded.
+-- Evaluation mode, requires_grad off on every parameter (their gradients dropped, and with
+-- them a flat gradient buffer), BatchNorm folded.
 function Module:freeze()
   self:eval()
-  for _, p in ipairs(self:parameters()) do p:requires_grad(false) end
+  for _, p in ipairs(self:parameters()) do p:requires_grad(false); p.grad = nil end
+  Module._drop_flat_grads(self)
   self:fold_batchnorm()
   rawset(self, "frozen", true)
   return self

@@ -87,8 +87,12 @@ function Conv2d:forward_with(x, w, b)
 end
 
 function Conv2d:forward(x)
-  local fw = rawget(self, "_folded_weight")
-  if fw and not self.training then return skd.conv2d(x, fw, rawget(self, "_folded_bias"), self._opts) end
+  local scale = rawget(self, "_folded_scale")
+  if scale and not self.training then -- a BatchNorm folded in (fold.lua)
+    local y = skd.conv2d(x, self.weight, nil, self._opts)
+    if y.requires_grad_ then return y * scale:reshape(1, -1, 1, 1) + rawget(self, "_folded_bias"):reshape(1, -1, 1, 1) end
+    return skd._channel_affine_(y, scale, rawget(self, "_folded_bias"))
+  end
   return skd.conv2d(x, self.weight, self.bias, self._opts)
 end
 

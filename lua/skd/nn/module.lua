@@ -230,7 +230,7 @@ function Module:train(mode)
     rawset(m, "training", mode)
     if mode then
       rawset(m, "frozen", nil)
-      rawset(m, "_folded_weight", nil)
+      rawset(m, "_folded_scale", nil)
       rawset(m, "_folded_bias", nil)
       rawset(m, "_folded", nil)
     end
@@ -243,11 +243,12 @@ function Module:eval() return self:train(false) end
 -- ---------------------------------------------------------------- flat parameters
 
 -- Moves every parameter into one contiguous buffer (a view per parameter, in named_parameters
--- order) and points each parameter's .grad at the same place in a second buffer, so that
--- zero_grad is one fill, an optimiser one fused loop and a checkpoint one write. Every
--- module's parameters are a contiguous range of the buffers (pre-order layout), which is
--- what lets a submodule hand its own slice to an optimiser group. Values, requires_grad and
--- existing gradients are kept; references to the parameters stay valid (they are rebound).
+-- order), so that zero_grad is one fill, an optimiser one fused loop and a checkpoint one
+-- write. Every module's parameters are a contiguous range of the buffer (pre-order layout),
+-- which is what lets a submodule hand its own slice to an optimiser group. Values,
+-- requires_grad and existing gradients are kept; references to the parameters stay valid
+-- (they are rebound). The gradients get a flat buffer of their own too, made on first need
+-- (flat_parameters, flat_gradients, zero_grad): a frozen teacher never has one.
 function Module:flatten()
   local slot, order, total, shared = {}, {}, 0, false
   local function layout(m)
@@ -266,31 +267,67 @@ function Module:flatten()
     rawset(m, "_flat_range", {start, total - start})
   end
   layout(self)
-  local flat, gflat = skd.zeros(math.max(total, 1)), skd.zeros(math.max(total, 1))
-  local view, links = {}, {}
+  -- the old storage of each parameter goes back to the system as soon as it is copied
+  -- (the allocator's cache is emptied every 32 MB), so the move never holds two copies
+  skd.empty_cache()
+  local flat = skd.empty(math.max(total, 1))
+  local links, moved = {}, 0
   skd.no_grad(function()
     for _, t in ipairs(order) do
       local s = slot[t]
       local v = flat:narrow(1, s.off + 1, s.n):reshape(t:size())
-      local g = gflat:narrow(1, s.off + 1, s.n):reshape(t:size())
       v:copy_(t)
-      if t.grad then g:copy_(t.grad) end
       v:requires_grad(t.requires_grad_)
-      v.grad = g
-      view[t] = v
-      links[#links + 1] = {v, g}
+      v.grad = t.grad
+      -- each parameter's own handle is pointed at its view, so references taken earlier
+      -- (an optimiser built before flattening) move with it instead of going stale
+      skd._rebind(t, v)
+      links[#links + 1] = {t, s}
+      moved = moved + 4 * s.n
+      if moved > 32 * 2 ^ 20 then skd.empty_cache(); moved = 0 end
     end
   end)
-  flat.grad = gflat
-  local src = {params = flat, grads = gflat, total = total, shared = shared, links = links}
-  -- each parameter's own handle is pointed at its view, so references taken earlier (an
-  -- optimiser built before flattening) move with it instead of going stale
-  for _, t in ipairs(order) do skd._rebind(t, view[t]) end
+  skd.empty_cache()
+  local src = {params = flat, total = total, shared = shared, links = links}
   walk(self, "", function(_, m)
     rawset(m, "_flat_src", src)
     rawset(m, "_flat_view", nil)
   end)
   return self
+end
+
+-- The flat gradient buffer of a flattened tree, made on first need: each parameter's .grad
+-- becomes its place in it (a gradient it already had is copied in), so backward accumulates
+-- straight into the buffer the optimiser reads.
+local function flat_grads(src)
+  if src.grads then return src.grads end
+  local g = skd.zeros(math.max(src.total, 1))
+  skd.no_grad(function()
+    for _, l in ipairs(src.links) do
+      local t, s = l[1], l[2]
+      local gv = g:narrow(1, s.off + 1, s.n):reshape(t:size())
+      if t.grad then gv:copy_(t.grad) end
+      l[3] = gv
+      t.grad = gv
+    end
+  end)
+  src.grads = g
+  src.params.grad = g
+  return g
+end
+
+-- Drops the flat gradient buffer (Module:freeze): the parameters' .grad become nil.
+function Module._drop_flat_grads(m)
+  local src = rawget(m, "_flat_src")
+  if not src or not src.grads then return end
+  for _, l in ipairs(src.links) do
+    l[1].grad = nil
+    l[3] = nil
+  end
+  src.params.grad = nil
+  src.grads = nil
+  walk(m, "", function(_, x) rawset(x, "_flat_view", nil) end)
+  collectgarbage() -- the views' handles hold the buffer until they are collected
 end
 
 -- The flat parameter tensor of this module (its .grad is the flat gradient): for a module
@@ -303,6 +340,7 @@ function Module:flat_parameters()
   end
   local cached = rawget(self, "_flat_view")
   if cached then return cached end
+  local grads = flat_grads(src)
   local r = rawget(self, "_flat_range")
   local v
   if r[1] == 0 and r[2] == src.total then
@@ -311,7 +349,7 @@ function Module:flat_parameters()
     return nil -- parameters shared across the tree: no single slice holds this module's
   else
     v = src.params:narrow(1, r[1] + 1, r[2])
-    v.grad = src.grads:narrow(1, r[1] + 1, r[2])
+    v.grad = grads:narrow(1, r[1] + 1, r[2])
   end
   rawset(self, "_flat_view", v)
   return v
@@ -331,7 +369,7 @@ function Module:zero_grad()
   if flat then
     flat.grad:zero_()
     for _, l in ipairs(src.links) do
-      if l[1].grad ~= l[2] then l[1].grad = l[2] end
+      if l[1].grad ~= l[3] then l[1].grad = l[3] end
     end
     return self
   end
