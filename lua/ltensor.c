@@ -493,6 +493,31 @@ static int t_fill_(lua_State *L)
 	return 1;
 }
 
+/* t:normal_(mean=0, std=1), t:uniform_(a=0, b=1): refill a contiguous float32 tensor in
+ * place from the engine's generator, with the draws randn/rand would make (v·std + mean,
+ * u·(b − a) + a): a layer's initialisation without a temporary of the weight's size. */
+static int refill_random(lua_State *L, const char *op, bool normal)
+{
+	skd_tensor *t = lskd_checktensor(L, 1);
+	check_inplace(L, t, op);
+	if (t->dtype != SKD_FLOAT32 || !skd_tensor_is_contiguous(t))
+		return luaL_error(L, "%s: expects a contiguous float32 tensor (call :contiguous())", op);
+	double a = luaL_optnumber(L, 2, 0.0), b = luaL_optnumber(L, 3, 1.0);
+	if (normal && !(b >= 0.0))
+		return luaL_error(L, "%s: std must be >= 0, got %f", op, b);
+	if (!normal && !(a <= b))
+		return luaL_error(L, "%s: expects a <= b, got %f > %f", op, a, b);
+	float scale = (float)(normal ? b : b - a), shift = (float)a;
+	float *p = skd_tensor_f32(t);
+	for (int64_t i = 0, m = skd_tensor_numel(t); i < m; i++)
+		p[i] = (float)(normal ? skd_rng_normal() : skd_rng_uniform()) * scale + shift;
+	lua_settop(L, 1);
+	return 1;
+}
+
+static int t_normal_(lua_State *L) { return refill_random(L, "normal_", true); }
+static int t_uniform_(lua_State *L) { return refill_random(L, "uniform_", false); }
+
 static int t_zero_(lua_State *L)
 {
 	lua_settop(L, 1);
@@ -683,7 +708,7 @@ static const luaL_Reg tensor_fns[] = {
 	{"unsqueeze", t_unsqueeze}, {"squeeze", t_squeeze}, {"expand", t_expand},
 	{"contiguous", t_contiguous}, {"clone", t_clone}, {"detach", t_detach}, {"flip", t_flip},
 	{"float", t_float}, {"int", t_int},
-	{"fill_", t_fill_}, {"zero_", t_zero_}, {"copy_", t_copy_},
+	{"fill_", t_fill_}, {"normal_", t_normal_}, {"uniform_", t_uniform_}, {"zero_", t_zero_}, {"copy_", t_copy_},
 	{"requires_grad", t_requires_grad}, {"backward", t_backward}, {"zero_grad", t_zero_grad},
 	{NULL, NULL},
 };

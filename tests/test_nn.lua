@@ -532,4 +532,21 @@ T.test("empty: shape and dtype, no values promised", function()
   T.raises(function() skd.empty(-1) end, "negative")
 end)
 
+T.test("normal_, uniform_: the draws of randn, rand, in place; bad calls are named", function()
+  skd.manual_seed(7); local want = skd.randn(3, 4) * 0.5 + 2
+  skd.manual_seed(7); local got = skd.empty(3, 4):normal_(2, 0.5)
+  T.near(got, want, 1e-6)
+  skd.manual_seed(7); want = skd.rand(100) * 4 - 1
+  skd.manual_seed(7); got = skd.zeros(100):uniform_(-1, 3)
+  T.near(got, want, 1e-6)
+  T.ok((-got):max():item() <= 1 and got:max():item() < 3)
+  local big = skd.empty(200000):normal_()
+  T.near(big:mean():item(), 0, 0.01)
+  T.near(big:pow(2):mean():item(), 1, 0.01)
+  T.raises(function() skd.empty(4):uniform_(2, 1) end, "uniform_: expects a <= b")
+  T.raises(function() skd.empty(4):normal_(0, -1) end, "std must be >= 0")
+  T.raises(function() skd.empty(4, 4):transpose(1, 2):normal_() end, "contiguous")
+  T.raises(function() skd.empty(4, {requires_grad = true}):normal_() end, "skd.no_grad")
+end)
+
 T.done()

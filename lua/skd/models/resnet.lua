@@ -96,7 +96,7 @@ function ResNet:__init(o)
         if getmetatable(m) == nn.Conv2d then
           local w = m.weight
           local fan_out = w:size(1) * w:size(3) * w:size(4)
-          w:copy_(skd.randn(w:size()) * math.sqrt(2 / fan_out))
+          w:normal_(0, math.sqrt(2 / fan_out))
         end
       end
     end)

@@ -35,7 +35,7 @@ local init_enabled = true
 -- U(-bound, bound) from the engine's generator; zeros while initialisation is off.
 local function uniform(shape, bound)
   if not init_enabled then return skd.zeros(shape) end
-  return skd.rand(shape) * (2 * bound) - bound
+  return skd.empty(shape):uniform_(-bound, bound)
 end
 L.uniform = uniform
 
