@@ -310,9 +310,10 @@ static void transform_grad_output(const wg_geom *g, const float *dy, int64_t nch
 	transform_tiles(g, dy, nch, g->oh, g->ow, 0, 0, true, row0, nrows, dyt);
 }
 
-/* y (n, nch, oh, ow) tiles = Aᵀ M[·][c] A + bias[c], for the tile rows of the chunk. */
-static void transform_output(const wg_geom *g, const float *mm, int64_t nch, int64_t row0,
-			     int64_t nrows, const float *bias, float *y)
+/* y (n, ych, oh, ow) tiles = Aᵀ M[·][c] A + bias[c] for its first nch channels, for the tile
+ * rows of the chunk. */
+static void transform_output(const wg_geom *g, const float *mm, int64_t nch, int64_t ych,
+			     int64_t row0, int64_t nrows, const float *bias, float *y)
 {
 	int m = g->k->m, aa = g->k->alpha * g->k->alpha;
 	int64_t tpc = nrows * g->tiles_w, strips = (tpc + STRIP - 1) / STRIP;
@@ -338,7 +339,7 @@ static void transform_output(const wg_geom *g, const float *mm, int64_t nch, int
 		for (int o = 0; o < m * m; o++)
 			out[o] = res[o];
 		float *yc = y + c * g->oh * g->ow, bv = bias ? bias[c] : 0.0f;
-		int64_t stride = nch * g->oh * g->ow;
+		int64_t stride = ych * g->oh * g->ow;
 		if (m == 4) {
 			transform2d(f4.at, MAX_A, 1, 4, 6, in, out);
 			scatter_strip(res, 4, bv, yc, stride, g->oh, g->ow, seg, ns);
@@ -350,10 +351,10 @@ static void transform_output(const wg_geom *g, const float *mm, int64_t nch, int
 }
 
 /* u[ξ][k][c] = (G g Gᵀ)[ξ] for the 3x3 kernel g of output channel k, input channel c, taken
- * from wt (nk, nc, 3, 3) — or, flipped, from wt (nc, nk, 3, 3) rotated by 180°: the kernel of
- * the backward-input convolution. */
-static void transform_weight(const wg_kind *K, const float *wt, int64_t nk, int64_t nc,
-			     bool flip, float *u)
+ * from wt (nk, nc, 3, 3) — or, flipped, from wt (nc, nk_all, 3, 3) rotated by 180°: the kernel
+ * of the backward-input convolution (a block of nk of its nk_all output channels). */
+static void transform_weight(const wg_kind *K, const float *wt, int64_t nk, int64_t nk_all,
+			     int64_t nc, bool flip, float *u)
 {
 	int aa = K->alpha * K->alpha;
 	int64_t strips = (nc + STRIP - 1) / STRIP, units = nk * strips;
@@ -368,7 +369,7 @@ static void transform_weight(const wg_kind *K, const float *wt, int64_t nk, int6
 			for (int64_t t = 0; t < STRIP; t++) {
 				int64_t c = c0 + t;
 				g9[e][t] = t >= nt  ? 0.0f
-					   : flip ? wt[(c * nk + k) * 9 + 8 - e]
+					   : flip ? wt[(c * nk_all + k) * 9 + 8 - e]
 						  : wt[(k * nc + c) * 9 + e];
 			}
 			in[e] = g9[e];
@@ -432,9 +433,10 @@ static int64_t chunk_rows(const wg_geom *g, int64_t ch_in, int64_t ch_out)
 	return rows < g->rows ? rows : g->rows;
 }
 
-/* y (n, nk, oh, ow) from x (n, nc, h, w) and the transformed kernel u (alpha², nk, nc). */
-static int forward_transformed(const wg_geom *g, int64_t nc, int64_t nk, const float *x,
-			       const float *u, const float *bias, float *y)
+/* The first nk of y's (n, ych, oh, ow) channels from x (n, nc, h, w) and the transformed
+ * kernel u (alpha², nk, nc). */
+static int forward_transformed(const wg_geom *g, int64_t nc, int64_t nk, int64_t ych,
+			       const float *x, const float *u, const float *bias, float *y)
 {
 	int64_t aa = g->k->alpha * g->k->alpha, crow = chunk_rows(g, nc, nk);
 	size_t vbytes = sizeof(float) * aa * nc * crow * g->tiles_w;
@@ -454,25 +456,50 @@ static int forward_transformed(const wg_geom *g, int64_t nc, int64_t nk, const f
 		for (int64_t xi = 0; xi < aa; xi++)
 			skd_sgemm(false, false, nk, tpc, nc, 1.0f, u + xi * nk * nc, nc,
 				  v + xi * nc * tpc, tpc, 0.0f, mm + xi * nk * tpc, tpc);
-		transform_output(g, mm, nk, row0, nrows, bias, y);
+		transform_output(g, mm, nk, ych, row0, nrows, bias, y);
 	}
 	skd_free(v, vbytes);
 	skd_free(mm, mbytes);
 	return SKD_OK;
 }
 
+/* The transformed kernel is alpha²/9 times the size of the weights (4x for F(4,3)): a PSPNet
+ * head's 4096 -> 512 convolution would need 128 MB of it at once. Past this size it is made
+ * and used a block of output channels at a time (each block transforms the input again, which
+ * costs little beside the products where kernels are this large). */
+#ifndef WG_KERNEL_BLOCK_BYTES
+#define WG_KERNEL_BLOCK_BYTES ((int64_t)64 << 20)
+#endif
+
+static int64_t kernel_block(int64_t aa, int64_t nin, int64_t nout)
+{
+	int64_t per = (int64_t)sizeof(float) * aa * nin; /* one output channel's */
+	if (per * nout <= WG_KERNEL_BLOCK_BYTES)
+		return nout;
+	int64_t b = WG_KERNEL_BLOCK_BYTES / per / 16 * 16;
+	return b < 16 ? 16 : b;
+}
+
 /* Transforms the weights (rotated 180° with channels swapped for backward-input) and runs the
- * transformed convolution of src (nin channels) into dst (nout channels). */
+ * transformed convolution of src (nin channels) into dst (nout channels), a block of output
+ * channels at a time where the transformed kernel would be large. */
 static int weights_then_forward(const wg_geom *g, int64_t nin, int64_t nout, const float *src,
 				const float *wt, bool rotate, const float *bias, float *dst)
 {
-	int64_t aa = g->k->alpha * g->k->alpha;
-	size_t ubytes = sizeof(float) * aa * nout * nin;
+	int64_t aa = g->k->alpha * g->k->alpha, block = kernel_block(aa, nin, nout);
+	size_t ubytes = sizeof(float) * aa * (block < nout ? block : nout) * nin;
 	float *u = skd_alloc(ubytes);
 	if (!u)
 		return SKD_ERR;
-	transform_weight(g->k, wt, nout, nin, rotate, u);
-	int rc = forward_transformed(g, nin, nout, src, u, bias, dst);
+	int rc = SKD_OK;
+	for (int64_t k0 = 0; k0 < nout && rc == SKD_OK; k0 += block) {
+		int64_t nk = nout - k0 < block ? nout - k0 : block;
+		/* output channel k0's kernels: wt + k0·nin·9 as (nout, nin, 3, 3); rotated, the
+		 * weights are (nin, nout, 3, 3) and channel k0 starts at wt + k0·9 */
+		transform_weight(g->k, wt + (rotate ? k0 * 9 : k0 * nin * 9), nk, nout, nin, rotate, u);
+		rc = forward_transformed(g, nin, nk, nout, src, u, bias ? bias + k0 : NULL,
+					 dst + k0 * g->oh * g->ow);
+	}
 	skd_free(u, ubytes);
 	return rc;
 }
@@ -616,13 +643,15 @@ static double winograd_cost(int m, int64_t n, int64_t cin, int64_t cout, int64_t
 			    int64_t ow)
 {
 	wg_geom g = geometry(m, n, oh, ow, 1, 1); /* padded by 1, the output is oh x ow */
-	int64_t chunk = chunk_rows(&g, cin, cout) * g.tiles_w;
-	double aa = (m + 2) * (m + 2), ci = (double)cin, co = (double)cout;
-	if (sizeof(float) * aa * (ci * co + (double)chunk * (ci + co)) > (double)SCRATCH_MAX)
+	int64_t block = kernel_block((m + 2) * (m + 2), cin, cout);
+	int64_t chunk = chunk_rows(&g, cin, block) * g.tiles_w;
+	double aa = (m + 2) * (m + 2), ci = (double)cin, co = (double)cout, cb = (double)block;
+	double blocks = (double)((cout + block - 1) / block);
+	if (sizeof(float) * aa * (ci * cb + (double)chunk * (ci + cb)) > (double)SCRATCH_MAX)
 		return 1e300;
 	double rows = (double)g.rows, tiles = rows * g.tiles_w;
-	return tiles * aa * (2.0 * ci * co + COST_TRANSFORM * (ci + co)) +
-	       COST_WEIGHT * aa * ci * co + COST_ROW * rows * (ci + co);
+	return tiles * aa * (2.0 * ci * co + COST_TRANSFORM * (blocks * ci + co)) +
+	       COST_WEIGHT * aa * ci * co + COST_ROW * rows * (blocks * ci + co);
 }
 
 int skd_conv_fast_plan(const skd_conv_shape *s)

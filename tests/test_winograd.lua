@@ -77,6 +77,10 @@ local plain = {
   {{1, 3, 3, 150}, {2, 3, 3, 3}, {padding = 1}, true},      -- a row of 38 tiles: strips
   {{3, 2, 3, 3}, {2, 2, 3, 3}, {padding = 0}, true},        -- a single output pixel
   {{2, 2, 1, 1}, {3, 2, 3, 3}, {padding = 1}, true},        -- 1x1 map, all padding
+  -- a PSPNet head: the transformed kernel (128 MB for F(2,3), 302 MB for F(4,3)) is made a
+  -- block of output channels at a time, forward and (rotated) backward-input; F(4,3)'s last
+  -- block is short
+  {{1, 4096, 4, 4}, {512, 4096, 3, 3}, {padding = 1}, true},
 }
 
 for _, algo in ipairs({"winograd2", "winograd4"}) do
