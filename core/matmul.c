@@ -7,6 +7,7 @@
  * single GEMM (the (..., M, K) x (K, N) case of linear layers and 1x1 convolutions).
  */
 #include <blis.h>
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 #include "ops.h"
@@ -18,6 +19,21 @@ static int64_t max64(int64_t a, int64_t b)
 {
 	return a > b ? a : b;
 }
+
+/* One BLIS call on row-major operands. */
+static void sgemm_blis(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+		       const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+		       float *c, int64_t ldc)
+{
+	/* row-major storage: op(A)(i,p) = a[i*lda + p], or a[p*lda + i] when transposed */
+	inc_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
+	inc_t rsb = trans_b ? 1 : ldb, csb = trans_b ? ldb : 1;
+	bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &alpha, (float *)a, rsa, csa,
+		  (float *)b, rsb, csb, &beta, c, ldc, 1);
+}
+
+/* Below this many multiply-adds a product runs on one thread: forking costs more. */
+#define SGEMM_SPLIT_MACS ((int64_t)1 << 22)
 
 void skd_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
 	       const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
@@ -31,7 +47,7 @@ void skd_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
 				c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
 		return;
 	}
-	skd_threads_get(); /* BLIS's thread count is set on first use of the engine's setting */
+	int nt = skd_threads_get(); /* BLIS's thread count is set on first use of the setting */
 	/* BLIS rejects zero strides and strides shorter than a row even where a matrix has a
 	 * single row or column and the stride is never followed; make them harmless. */
 	int64_t ar = trans_a ? k : m, ac = trans_a ? m : k;
@@ -42,11 +58,32 @@ void skd_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
 		ldb = max64(bc, 1);
 	if (m == 1)
 		ldc = max64(n, 1);
-	/* row-major storage: op(A)(i,p) = a[i*lda + p], or a[p*lda + i] when transposed */
-	inc_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
-	inc_t rsb = trans_b ? 1 : ldb, csb = trans_b ? ldb : 1;
-	bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &alpha, (float *)a, rsa, csa,
-		  (float *)b, rsb, csb, &beta, c, ldc, 1);
+	/* BLIS runs single-threaded (parallel.h), so a lone product, outside the engine's own
+	 * parallel loops, is split into one slab of C per thread: columns where C is wide, rows
+	 * where it is tall. Every element is still one BLIS sum over the whole of k, in the same
+	 * order, so the result does not depend on the split. */
+	if (nt > 1 && skd_blis_threads_get() == 1 && !omp_in_parallel() &&
+	    m * n * k >= SGEMM_SPLIT_MACS && (n >= 64 * nt || m >= 64 * nt)) {
+		bool by_cols = n >= m || m < 64 * nt;
+		int64_t len = by_cols ? n : m;
+		int64_t part = (len + nt - 1) / nt;
+		part = (part + 15) / 16 * 16; /* whole micro-tiles in every slab but the last */
+#pragma omp parallel for schedule(static) num_threads(nt)
+		for (int t = 0; t < nt; t++) {
+			int64_t s0 = t * part, s1 = s0 + part < len ? s0 + part : len;
+			if (s0 >= s1)
+				continue;
+			if (by_cols)
+				sgemm_blis(trans_a, trans_b, m, s1 - s0, k, alpha, a, lda,
+					   trans_b ? b + s0 * ldb : b + s0, ldb, beta, c + s0, ldc);
+			else
+				sgemm_blis(trans_a, trans_b, s1 - s0, n, k, alpha,
+					   trans_a ? a + s0 : a + s0 * lda, lda, b, ldb, beta,
+					   c + s0 * ldc, ldc);
+		}
+		return;
+	}
+	sgemm_blis(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 /* ---------- operands as batched matrix views ---------- */

@@ -203,4 +203,20 @@ T.test("bad matmul calls raise errors naming matmul and the shapes", function()
   end
 end)
 
+T.test("a large product split over threads equals the one-thread product bit for bit", function()
+  skd.manual_seed(3)
+  local cases = {
+    {skd.randn(96, 300), skd.randn(300, 1000)},                   -- wide: split by columns
+    {skd.randn(1000, 300), skd.randn(300, 40)},                   -- tall: split by rows
+    {skd.randn(300, 1000):transpose(1, 2), skd.randn(700, 300):transpose(1, 2)}, -- both transposed
+    {skd.randn(2, 1000, 64), skd.randn(64, 500)},                 -- a batch folded into one GEMM
+  }
+  for _, c in ipairs(cases) do
+    T.same_at_threads(function() return skd.matmul(c[1], c[2]) end)
+  end
+  local a, b = skd.randn(257, 129), skd.randn(129, 1001)     -- uneven slabs
+  local ref = (a:reshape(257, 129, 1) * b:reshape(1, 129, 1001)):sum(2):reshape(257, 1001)
+  T.near(skd.matmul(a, b), ref, 1e-3)
+end)
+
 T.done()
