@@ -127,4 +127,30 @@ T.test("large short-lived tensors are collected at the pace they are made", func
   T.ok(worst < 64, string.format("up to %.0f MiB of dropped 4 MiB tensors stayed alive", worst))
 end)
 
+T.test("the cache: a big request reuses a cached block up to twice its size; empty_cache returns it", function()
+  if SAN then print("      skipped: the sanitizer build keeps no cache"); return end
+  collectgarbage(); collectgarbage()
+  skd.empty_cache()
+  local m0 = skd.memory()
+  local a = skd.empty(3 << 20)                    -- 12 MiB
+  a = nil; collectgarbage(); collectgarbage()
+  local m1 = skd.memory()
+  T.eq(m1.cached - m0.cached, 12 * 2 ^ 20, "freed into the cache")
+  local b = skd.empty(2 << 20)                    -- 8 MiB: takes the 12 MiB block
+  local m2 = skd.memory()
+  T.eq(m2.cached, m0.cached, "served from the cached block")
+  T.eq(m2.in_use - m0.in_use, 12 * 2 ^ 20, "in use counts the block's real size")
+  local c = skd.empty(2 << 20)                    -- nothing cached fits: a new block
+  T.eq(skd.memory().in_use - m0.in_use, 20 * 2 ^ 20)
+  b = nil; c = nil; collectgarbage(); collectgarbage()
+  T.eq(skd.memory().cached - m0.cached, 20 * 2 ^ 20, "both back in the cache at their sizes")
+  local d = skd.empty(7 << 20)                    -- 28 MiB: no cached block is that large
+  T.eq(skd.memory().cached - m0.cached, 20 * 2 ^ 20)
+  local e = skd.empty((1 << 20) + 1)                    -- 4 MiB + 4: the 8 MiB block, not the 12
+  T.eq(skd.memory().cached - m0.cached, 12 * 2 ^ 20)
+  d = nil; e = nil; collectgarbage(); collectgarbage()
+  skd.empty_cache()
+  T.eq(skd.memory().cached, 0, "empty_cache drops every block")
+end)
+
 T.done()
