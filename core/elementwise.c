@@ -357,6 +357,18 @@ int skd_add_(skd_tensor *a, skd_tensor *b, double alpha)
 	return SKD_OK;
 }
 
+int skd_relu_(skd_tensor *a)
+{
+	if (check_inplace("relu_", a))
+		return SKD_ERR;
+	float *p = skd_tensor_f32(a);
+	int64_t n = skd_tensor_numel(a);
+#pragma omp parallel for schedule(static) if (n > SKD_PARALLEL_GRAIN)
+	for (int64_t i = 0; i < n; i++)
+		p[i] = p[i] > 0.0f ? p[i] : 0.0f;
+	return SKD_OK;
+}
+
 int skd_mul_scalar_(skd_tensor *a, double s)
 {
 	if (check_inplace("mul_", a))

@@ -33,6 +33,7 @@ skd_tensor *skd_abs(skd_tensor *a);
 /* In place, refused on tensors that take part in autograd (requires_grad in grad mode). */
 int skd_add_(skd_tensor *a, skd_tensor *b, double alpha); /* a += alpha * b (b broadcast) */
 int skd_mul_scalar_(skd_tensor *a, double s);
+int skd_relu_(skd_tensor *a); /* a = max(a, 0) */
 
 /* --- reduce.c: reductions (dim < 0 never: the binding resolves it) --- */
 skd_tensor *skd_sum_all(skd_tensor *a);

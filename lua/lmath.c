@@ -31,6 +31,13 @@ static int t_mul_(lua_State *L)
 	return 1;
 }
 
+static int t_relu_(lua_State *L)
+{
+	lskd_check(L, skd_relu_(lskd_checktensor(L, 1)));
+	lua_settop(L, 1);
+	return 1;
+}
+
 /* ---------- arithmetic ---------- */
 
 typedef skd_tensor *(*binfn)(skd_tensor *, skd_tensor *);
@@ -147,7 +154,7 @@ static int t_argmax(lua_State *L)
 }
 
 static const luaL_Reg math_fns[] = {
-	{"add_", t_add_}, {"mul_", t_mul_},
+	{"add_", t_add_}, {"mul_", t_mul_}, {"relu_", t_relu_},
 	{"add", t_add}, {"sub", t_sub}, {"mul", t_mul}, {"div", t_div}, {"pow", t_pow},
 	{"neg", t_neg}, {"relu", t_relu}, {"leaky_relu", t_leaky_relu}, {"sigmoid", t_sigmoid},
 	{"tanh", t_tanh}, {"exp", t_exp}, {"log", t_log}, {"sqrt", t_sqrt}, {"abs", t_abs},

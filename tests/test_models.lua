@@ -303,4 +303,21 @@ T.test("summary: layers, output shapes, parameters and multiply-adds", function(
   T.ok(table.concat(names, " "):find("attn1 ", 1, true), "attention rows")
 end)
 
+T.test("without autograd the blocks' ReLUs and residual sums run in place: same outputs, taps intact", function()
+  local net = models.resnet{depth = 50, width = 0.25, output_stride = 8}
+  randomise_bn(net)
+  net:eval()
+  local x = skd.randn(1, 3, 32, 32)
+  local want = net(x)                                           -- recorded: out-of-place path
+  local got = skd.no_grad(function() return net(x) end)         -- in place
+  T.near(got, want, 0)
+  local blk = net:get("layer1.0")
+  local bn3 = net:tap("layer1.0.bn3")
+  skd.no_grad(function() return net(x) end)
+  local tapped = net:tap("layer1.0.bn3")
+  T.ok((-tapped):max():item() > 0, "the tapped BatchNorm output still has its negative values")
+  net:untap("layer1.0.bn3")
+  T.ok(blk ~= nil and bn3 == nil)
+end)
+
 T.done()

@@ -32,11 +32,32 @@ function BasicBlock:__init(inplanes, planes, stride, dilation, downsample)
   if downsample then self.downsample = downsample end
 end
 
+-- Where no gradient is recorded (a frozen teacher), the ReLUs and the residual sum work in
+-- place on the fresh outputs of convolution and BatchNorm: no extra tensor per activation.
+-- Not where the block's activation is not a plain ReLU, nor where one of the modules that
+-- made the tensor, or the ReLU, is tapped (m:tap).
+local function tapped(m, conv, bn)
+  return getmetatable(m.relu) ~= nn.ReLU or rawget(conv, "_tapped") or rawget(bn, "_tapped")
+    or rawget(m.relu, "_tapped")
+end
+
+local function relu_fresh(m, t, conv, bn)
+  if t.requires_grad_ or tapped(m, conv, bn) then return m.relu(t) end
+  return t:relu_()
+end
+
+local function residual_relu(m, out, identity, conv, bn)
+  if out.requires_grad_ or identity.requires_grad_ or tapped(m, conv, bn) then
+    return m.relu(out + identity)
+  end
+  return out:add_(identity):relu_()
+end
+
 function BasicBlock:forward(x)
-  local out = self.relu(self.bn1(self.conv1(x)))
+  local out = relu_fresh(self, self.bn1(self.conv1(x)), self.conv1, self.bn1)
   out = self.bn2(self.conv2(out))
   local identity = rawget(self, "downsample") and self.downsample(x) or x
-  return self.relu(out + identity)
+  return residual_relu(self, out, identity, self.conv2, self.bn2)
 end
 
 -- 1×1 reduce, 3×3 (stride and dilation here: torchvision's "ResNet v1.5"), 1×1 expand ×4
@@ -58,11 +79,11 @@ function Bottleneck:__init(inplanes, planes, stride, dilation, downsample)
 end
 
 function Bottleneck:forward(x)
-  local out = self.relu(self.bn1(self.conv1(x)))
-  out = self.relu(self.bn2(self.conv2(out)))
+  local out = relu_fresh(self, self.bn1(self.conv1(x)), self.conv1, self.bn1)
+  out = relu_fresh(self, self.bn2(self.conv2(out)), self.conv2, self.bn2)
   out = self.bn3(self.conv3(out))
   local identity = rawget(self, "downsample") and self.downsample(x) or x
-  return self.relu(out + identity)
+  return residual_relu(self, out, identity, self.conv3, self.bn3)
 end
 
 -- ---------------------------------------------------------------- the network
