@@ -219,4 +219,32 @@ T.test("a large product split over threads equals the one-thread product bit for
   T.near(skd.matmul(a, b), ref, 1e-3)
 end)
 
+T.test("skd.blis(): the AVX-512 kernels where the CPU has them, one BLIS thread", function()
+  local b = skd.blis()
+  T.eq(type(b.arch), "string")
+  T.eq(b.threads, 1, "BLIS single-threaded unless SKD_BLIS_THREADS says otherwise")
+  local f = io.open("/proc/cpuinfo")
+  local info = f and f:read("a") or ""
+  if f then f:close() end
+  local flags = info:match("\nflags%s*:([^\n]*)") or ""
+  local avx512 = true
+  for _, x in ipairs({"avx512f", "avx512dq", "avx512bw", "avx512vl"}) do
+    if not flags:find(" " .. x .. " ", 1, true) and not flags:find(" " .. x .. "$") then avx512 = false end
+  end
+  if avx512 and not os.getenv("SKD_BLIS_ARCH") and not os.getenv("BLIS_ARCH_TYPE") then
+    T.eq(b.arch, "skx")
+  else
+    print("      (no AVX-512 here, or a kernel choice set in the environment: arch " .. b.arch .. ")")
+  end
+  -- SKD_BLIS_ARCH=blis keeps BLIS's own choice; the products agree with the skx ones
+  local bin = os.getenv("SKD_BIN") or "./build/skd-lua"
+  local p = io.popen("SKD_BLIS_ARCH=blis " .. bin .. [[ -e "skd.manual_seed(1); local a, c = skd.randn(64, 300), skd.randn(300, 80); io.write(skd.blis().arch, ' ', string.format('%.6f', skd.matmul(a, c):sum():item()))"]])
+  local out = p:read("a"); p:close()
+  local arch, v = out:match("^(%S+) (%S+)$")
+  T.ok(arch ~= nil, "the child printed its kernels: " .. out)
+  skd.manual_seed(1)
+  local a, c = skd.randn(64, 300), skd.randn(300, 80)
+  T.near(tonumber(v), skd.matmul(a, c):sum():item(), 1e-2)
+end)
+
 T.done()
