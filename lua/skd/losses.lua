@@ -400,7 +400,7 @@ local function pin_activations(D)
   each_module(D, function(m)
     local kind = type(m.type) == "function" and m:type() or nil
     if kind ~= "ReLU" and kind ~= "LeakyReLU" then return end
-    local pin = {m = m, slopes = {}, k = 0, replay = false}
+    local pin = {m = m, slopes = {}, twice = {}, k = 0, replay = false}
     local slope = kind == "ReLU" and 0 or m.negative_slope
     local forward = m.forward
     rawset(m, "forward", function(self, x)
@@ -408,6 +408,10 @@ local function pin_activations(D)
       if pin.replay then
         local s = pin.slopes[pin.k]
         if not s then error("holistic_critic: the critic's activations changed between evaluations", 0) end
+        if x:size(1) == 2 * s:size(1) then -- both evaluations in one batch (penalty_parts)
+          pin.twice[pin.k] = pin.twice[pin.k] or skd.cat({s, s}, 1)
+          s = pin.twice[pin.k]
+        end
         return x * s
       end
       pin.slopes[pin.k] = slope_pattern(x, slope)
@@ -421,6 +425,17 @@ local function pin_activations(D)
   }
 end
 
+-- Whether a layer of the critic mixes the samples of a batch (BatchNorm in training mode,
+-- as the "logits" condition's): then a batch of two evaluations is not two evaluations.
+local function batch_coupled(D)
+  local coupled = false
+  each_module(D, function(m)
+    local kind = type(m.type) == "function" and m:type() or nil
+    if kind ~= nil and kind:find("BatchNorm", 1, true) and m.training ~= false then coupled = true end
+  end)
+  return coupled
+end
+
 -- The step of the central difference along the unit direction U, relative to the size of
 -- the point: h = GP_STEP·‖X̂‖. With the activations pinned the critic is smooth along U
 -- (BatchNorm, softmax), so the O(h²) truncation is small and a large step keeps the
@@ -431,6 +446,11 @@ end
 -- 2e-6..7e-6 at 3e-3, 1e-5..2e-5 at 1e-3, 1e-4 at 1e-4. tests/test_holistic.lua keeps it
 -- below 1e-3.
 losses.GP_STEP = 3e-3
+
+-- The two evaluations along U run as one batch of 2B when no critic layer couples samples;
+-- false evaluates them one after the other (twice the calls; the same values, the weight
+-- gradients up to the order of their float32 sums).
+losses.GP_BATCHED = true
 
 -- The gradient penalty's value and a surrogate whose parameter gradient is ∇_θ GP.
 --   g_b = ∇_x D(x̂_b)                (one backward with respect to the input only)
@@ -470,13 +490,20 @@ local function penalty_parts(D, xhat, params, state, saved, was, pins)
   local U = V / vnorm
   local h = losses.GP_STEP * (xhat * xhat):sum():sqrt():item()
   if h == 0 then h = losses.GP_STEP end
-  -- 2. the two evaluations along U, each from the state the first one started in
+  -- 2. the two evaluations along U, each from the state the first one started in: as one
+  -- batch of 2B where no layer couples the samples (half the critic's calls), else apart
   restore(state, saved)
   pins.replay()
-  local fp = scores(D, xhat + U * h):sum()
-  restore(state, saved)
-  pins.replay()
-  local fm = scores(D, xhat - U * h):sum()
+  local fp, fm
+  if losses.GP_BATCHED and not batch_coupled(D) then
+    local both = scores(D, skd.cat({xhat + U * h, xhat - U * h}, 1))
+    fp, fm = both:narrow(1, 1, B):sum(), both:narrow(1, B + 1, B):sum()
+  else
+    fp = scores(D, xhat + U * h):sum()
+    restore(state, saved)
+    pins.replay()
+    fm = scores(D, xhat - U * h):sum()
+  end
   return gp, (fp - fm) * (vnorm / (2 * h)), mean_gn
 end
 
