@@ -506,6 +506,8 @@ T.test("freeze: a frozen network holds its weights once (no gradient buffer, no 
   T.ok(held < bytes * 1.05 + 2^20, string.format("frozen: %.1f MB held for %.1f MB of parameters",
     held / 2^20, bytes / 2^20))
   for _, p in ipairs(net:parameters()) do T.eq(p.grad, nil) end
+  net:zero_grad()                             -- makes no buffer for a frozen net
+  T.ok(skd.memory().in_use - base < bytes * 1.05 + 2^20, "zero_grad on a frozen net")
   local x = skd.randn(1, 3, 32, 32)
   local y = skd.no_grad(function() return net(x) end)
   net:unfreeze(); net:eval()

@@ -365,6 +365,13 @@ end
 -- pointed back at its place in the flat gradient, which the optimiser reads.
 function Module:zero_grad()
   local src = rawget(self, "_flat_src")
+  if src and not src.grads then -- no gradient buffer yet (none needed so far): none made here
+    for _, l in ipairs(src.links) do
+      local g = l[1].grad
+      if g then g:zero_() end
+    end
+    return self
+  end
   local flat = src and self:flat_parameters()
   if flat then
     flat.grad:zero_()
