@@ -328,6 +328,21 @@ static int plane_rect(const scene *sc, double xs, double z0, double z1, double h
 	return r[0] < r[1] && r[2] < r[3];
 }
 
+/* Whether pixel (x, y) sees that plane (X = xs, Z in [z0, z1], Y in [0, h]) in front of what
+ * is drawn there; if so *Z is the depth and *b the height it sees. */
+static int plane_point(const scene *sc, int x, int y, double xs, double z0, double z1, double h,
+		       double *Z, double *b)
+{
+	double du = x + 0.5 - sc->cx;
+	if (du * xs <= 0)
+		return 0;
+	*Z = sc->f * xs / du;
+	if (*Z < z0 || *Z > z1 || hidden(sc, x, y, *Z))
+		return 0;
+	*b = sc->hc - (y + 0.5 - sc->cy) * *Z / sc->f;
+	return *b >= 0 && *b <= h;
+}
+
 /* A car, van or bus: an upright box; its back faces the camera, and the side that faces the
  * camera's axis shows in perspective. a runs across (back) or along (side), b up, metres. */
 static int shade_car(const object *o, int back, double a, double b, rgb *c)
@@ -406,15 +421,10 @@ void skd_synth_draw_car(scene *sc, const object *o)
 		return;
 	for (int y = r[2]; y < r[3]; y++)
 		for (int x = r[0]; x < r[1]; x++) {
-			double du = x + 0.5 - sc->cx;
-			if (du * xs <= 0)
-				continue;
-			double Z = sc->f * xs / du;
-			if (Z < z || Z > z + o->len || hidden(sc, x, y, Z))
-				continue;
-			double b = sc->hc - (y + 0.5 - sc->cy) * Z / sc->f;
+			double Z, b;
 			rgb c;
-			if (b >= 0 && b <= o->h && shade_car(o, 0, Z - z, b, &c))
+			if (plane_point(sc, x, y, xs, z, z + o->len, o->h, &Z, &b) &&
+			    shade_car(o, 0, Z - z, b, &c))
 				put(sc, x, y, (float)Z, scale(c, 0.85f), SKD_CAR);
 		}
 }
@@ -644,15 +654,10 @@ void skd_synth_draw_fence(scene *sc, const object *o)
 		return;
 	for (int y = r[2]; y < r[3]; y++)
 		for (int x = r[0]; x < r[1]; x++) {
-			double du = x + 0.5 - sc->cx;
-			if (du * xs <= 0)
-				continue;
-			double Z = sc->f * xs / du;
-			if (Z < o->z || Z > o->z + o->len || hidden(sc, x, y, Z))
-				continue;
-			double b = sc->hc - (y + 0.5 - sc->cy) * Z / sc->f;
+			double Z, b;
 			rgb c;
-			if (b >= 0 && b <= o->h && shade_fence(o, Z - o->z, b, &c))
+			if (plane_point(sc, x, y, xs, o->z, o->z + o->len, o->h, &Z, &b) &&
+			    shade_fence(o, Z - o->z, b, &c))
 				put(sc, x, y, (float)Z, c, SKD_FENCE);
 		}
 }
