@@ -14,7 +14,7 @@
  * stays resident. Module:flatten relies on it to move a model's parameters into one buffer
  * without holding two copies at once (a ResNet-101 teacher's 260 MB). A big block records its
  * mapped size in a header, so a request the cache has no block of exactly its size for can
- * take a cached block up to half as large again: the backward's scratch sizes then serve the
+ * take a cached block up to twice as large: the backward's scratch sizes then serve the
  * next forward's activations instead of both staying resident (a PSPNet-ResNet18 training
  * step at 8x128x256 held 871 MB with exact sizes only).
  */
@@ -90,7 +90,7 @@ static sizeclass *find_class(size_t size, int create)
 	return c;
 }
 
-/* The smallest class from size to 1.5·size with a free block: a big request's best fit. */
+/* The smallest class from size to 2·size with a free block: a big request's best fit. */
 static sizeclass *best_fit(size_t size)
 {
 	sizeclass *best = NULL;

@@ -2,8 +2,8 @@
 -- gradients, and every BatchNorm that directly follows a convolution folded into it:
 --   y = conv(x, W)·s + b',  s = γ/√(σ² + ε),  b' = (b − μ)·s + β   (per output channel),
 -- which is conv(x, W·s) + b' without a scaled copy of W: the scale and shift are applied in
--- place to the convolution's fresh output, in the pass that would otherwise add the bias, so
--- a frozen ResNet-101 teacher holds its weights once (state_dict() returns them unchanged).
+-- place to the convolution's fresh output, one pass over it, so a frozen ResNet-101 teacher
+-- holds its weights once (state_dict() returns them unchanged).
 -- train() or unfreeze() drops the folding.
 local skd = require "skd"
 local Module = require "skd.nn.module"

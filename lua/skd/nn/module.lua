@@ -375,9 +375,7 @@ function Module:zero_grad()
   local flat = src and self:flat_parameters()
   if flat then
     flat.grad:zero_()
-    for _, l in ipairs(src.links) do
-      if l[1].grad ~= l[3] then l[1].grad = l[3] end
-    end
+    for _, l in ipairs(src.links) do l[1].grad = l[3] end
     return self
   end
   for _, p in ipairs(self:parameters()) do
