@@ -7,6 +7,7 @@
 --   ./skd-lua bench/bench_vs_torch.lua distill  TDEPTH WIDTH HxW BATCH RUNS   skd.distill iterations
 --   ./skd-lua bench/bench_vs_torch.lua pairwise HxW CS CT RUNS         L_pa at β = 1 (Gram): value + backward
 --   ./skd-lua bench/bench_vs_torch.lua layers   WIDTH HxW BATCH RUNS   forward time of every conv of the student
+--                                                                      (WIDTH r50 or r101: of the frozen teacher)
 --   ./skd-lua bench/bench_vs_torch.lua sgemm    N RUNS                 BLIS sgemm N×N×N through skd.matmul
 --
 -- Output: "R side=skd case=<case> metric=<m> median=<s> min=<s> n=<runs>" (seconds, after one
@@ -258,9 +259,17 @@ end
 --    (autograd on), with its direct-convolution FLOPs (2·MACs, padding taps included).
 function cases.layers(width, size, batch, runs)
   local h, w = size_of(size)
-  local case = string.format("layers/w%s/%s/b%d", width, size, batch)
-  local net = student(tonumber(width))
-  net:train()
+  -- WIDTH a number: the student in training mode; "r50", "r101": the frozen teacher, no grad
+  local depth = width:match("^r(%d+)$")
+  local case = string.format("layers/%s%s/%s/b%d", depth and "" or "w", width, size, batch)
+  local net
+  if depth then
+    net = teacher(tonumber(depth))
+    net:freeze()
+  else
+    net = student(tonumber(width))
+    net:train()
+  end
   local nn = skd.nn
   local names, order = {}, {}
   for name, m in net:named_modules() do names[m] = name end
@@ -288,7 +297,7 @@ function cases.layers(width, size, batch, runs)
   local x = inputs(batch, h, w)
   for it = 0, runs do
     recording = it > 0
-    net(x)
+    if depth then skd.no_grad(function() return net(x) end) else net(x) end
   end
   nn.Conv2d.forward = forward
   for _, name in ipairs(order) do

@@ -44,6 +44,13 @@ static const layer layers[] = {
 	{"128->128 d2 @16x32 (w0.5 l3)", 8, 128, 16, 32, 128, 2},
 	{"256->256 d4 @16x32 (w0.5 l4)", 8, 256, 16, 32, 256, 4},
 	{"32->64 @64x128 (deep stem)", 8, 32, 64, 128, 64, 1},
+	/* the frozen teacher's forward at batch 1 (bench/compare.sh's teacher case) */
+	{"b1 32->64 @64x128 (teacher stem)", 1, 32, 64, 128, 64, 1},
+	{"b1 64->64 @32x64 (teacher layer1)", 1, 64, 32, 64, 64, 1},
+	{"b1 128->128 @16x32 (teacher layer2)", 1, 128, 16, 32, 128, 1},
+	{"b1 256->256 d2 @16x32 (teacher layer3)", 1, 256, 16, 32, 256, 2},
+	{"b1 512->512 d4 @16x32 (teacher layer4)", 1, 512, 16, 32, 512, 4},
+	{"b1 4096->512 @16x32 (teacher head)", 1, 4096, 16, 32, 512, 1},
 };
 
 static bool cpu_clock;
@@ -190,24 +197,54 @@ static const int calib[][6] = {
 	{8, 512, 4, 4, 512, 1},   {1, 64, 64, 64, 128, 1},  {8, 24, 24, 24, 24, 1},
 };
 
-static void calibrate(int runs)
+/* Forward alone (a frozen network: no gradient wanted), batch 1 and 2 as the teacher runs in
+ * distillation and inference, from the stem to a PSPNet head. */
+static const int calib_forward[][6] = {
+	{1, 3, 128, 256, 32, 1},  {1, 32, 64, 128, 32, 1},  {1, 32, 64, 128, 64, 1},
+	{1, 64, 32, 64, 64, 1},   {1, 128, 16, 32, 128, 1}, {1, 256, 16, 32, 256, 2},
+	{1, 512, 16, 32, 512, 4}, {1, 4096, 16, 32, 512, 1}, {1, 2048, 16, 32, 512, 1},
+	{2, 64, 64, 128, 64, 1},  {2, 128, 32, 64, 128, 1}, {2, 256, 32, 64, 256, 2},
+	{2, 512, 32, 64, 512, 4}, {2, 4096, 32, 64, 512, 1}, {1, 64, 8, 8, 64, 1},
+	{1, 256, 8, 16, 256, 2},  {1, 512, 4, 4, 512, 1},   {8, 128, 16, 32, 128, 1},
+	{8, 256, 16, 32, 256, 2}, {1, 1024, 16, 32, 256, 1}, {4, 512, 16, 32, 512, 4},
+	{1, 16, 32, 32, 16, 1},   {2, 32, 24, 24, 32, 1},   {1, 256, 32, 64, 256, 1},
+};
+
+/* One forward with no gradient wanted, best of runs. */
+static double time_forward(skd_tensor *x, skd_tensor *w, const skd_conv2d_params *p, int runs)
+{
+	double best = 1e30;
+	for (int r = 0; r <= runs; r++) {
+		double t = time_pass(FORWARD, x, w, p);
+		if (r > 0 && t < best)
+			best = t;
+	}
+	return best;
+}
+
+static void calibrate(int runs, bool forward)
 {
 	static const char *name[] = {"direct", "F2", "F4"};
-	printf("fwd+bwd ms (best of %d, %s clock, threads %d); * marks the rule's pick\n", runs,
-	       cpu_clock ? "CPU" : "wall", skd_threads_get());
+	const int (*grid)[6] = forward ? calib_forward : calib;
+	size_t count = forward ? sizeof calib_forward / sizeof *calib_forward
+			       : sizeof calib / sizeof *calib;
+	printf("%s ms (best of %d, %s clock, threads %d); * marks the rule's pick\n",
+	       forward ? "forward (no grad)" : "fwd+bwd", runs, cpu_clock ? "CPU" : "wall",
+	       skd_threads_get());
 	int agree = 0, total = 0;
-	for (size_t i = 0; i < sizeof calib / sizeof *calib; i++) {
-		const int *c = calib[i];
+	for (size_t i = 0; i < count; i++) {
+		const int *c = grid[i];
 		int64_t xs[4] = {c[0], c[1], c[2], c[3]}, ws[4] = {c[4], c[1], 3, 3};
 		skd_tensor *x = randn(4, xs), *w = randn(4, ws);
 		skd_conv2d_params p = {{1, 1}, {c[5], c[5]}, {c[5], c[5]}, 1};
-		skd_conv_shape s = {c[0], c[1], c[2], c[3], c[4], 3, 3, 1, 1, c[5], c[5], c[5], c[5], 1};
+		skd_conv_shape s = {c[0], c[1], c[2], c[3], c[4], 3, 3, 1, 1, c[5], c[5], c[5], c[5], 1,
+				    forward};
 		skd_conv_algo_set(SKD_CONV_AUTO);
 		int plan = skd_conv_fast_plan(&s), pick = plan == 4 ? 2 : plan == 2 ? 1 : 0, best = 0;
 		double t[3];
 		for (int a = 0; a < 3; a++) {
 			skd_conv_algo_set(algos[a]);
-			t[a] = time_step(x, w, &p, runs) * 1e3;
+			t[a] = (forward ? time_forward(x, w, &p, runs) : time_step(x, w, &p, runs)) * 1e3;
 			if (t[a] < t[best])
 				best = a;
 		}
@@ -230,9 +267,10 @@ int main(int argc, char **argv)
 	const char *env = getenv("SKD_BENCH_RUNS");
 	const char *clk = getenv("SKD_BENCH_CLOCK");
 	cpu_clock = clk && !strcmp(clk, "cpu");
-	if (argc > 1 && !strcmp(argv[1], "calibrate")) {
+	if (argc > 1 && (!strcmp(argv[1], "calibrate") || !strcmp(argv[1], "calibrate-forward"))) {
 		skd_manual_seed(1);
-		calibrate(argc > 2 && atoi(argv[2]) > 0 ? atoi(argv[2]) : 3);
+		calibrate(argc > 2 && atoi(argv[2]) > 0 ? atoi(argv[2]) : 3,
+			  !strcmp(argv[1], "calibrate-forward"));
 		return 0;
 	}
 	if (argc > 1)
@@ -248,9 +286,9 @@ int main(int argc, char **argv)
 	printf("conv2d paths on 3x3 layers — threads %d, OMP_WAIT_POLICY=%s, %s clock, median (best) "
 	       "of %d runs after 1 warm-up\n", threads, wait ? wait : "(unset: spinning; on a busy "
 	       "machine set passive)", cpu_clock ? "CPU" : "wall", runs);
-	printf("machine FP32: sgemm 2048^3 %.0f GFLOP/s measured; nominal peak %.0f GFLOP/s "
-	       "(Zen 4, 2 threads: 117.5 per core)\n\n", peak, 117.5 * threads);
-	printf("%-30s %-15s %-9s %8s %8s %12s %7s\n", "layer (batch 8)", "pass", "path", "ms",
+	printf("machine FP32: sgemm 2048^3 %.0f GFLOP/s measured at %d threads (bench/compare.sh "
+	       "prints the nominal peak)\n\n", peak, threads);
+	printf("%-30s %-15s %-9s %8s %8s %12s %7s\n", "layer (batch 8; b1: 1)", "pass", "path", "ms",
 	       "(best)", "eff GFLOP/s", "speedup");
 	double times[100];
 	for (size_t li = 0; li < sizeof layers / sizeof *layers; li++) {
@@ -261,14 +299,18 @@ int main(int argc, char **argv)
 		skd_tensor *x = randn(4, xs), *w = randn(4, ws);
 		skd_conv2d_params p = {{1, 1}, {L->dil, L->dil}, {L->dil, L->dil}, 1};
 		skd_conv_shape s = {L->n, L->cin, L->h, L->w, L->cout, 3, 3,
-				    1, 1, L->dil, L->dil, L->dil, L->dil, 1};
+				    1, 1, L->dil, L->dil, L->dil, L->dil, 1, false};
 		double flop = 2.0 * L->n * L->h * L->w * L->cout * L->cin * 9;
 		skd_conv_algo saved = skd_conv_algo_get();
 		skd_conv_algo_set(SKD_CONV_AUTO);
-		int plan = skd_conv_fast_plan(&s);
+		int plan_step = skd_conv_fast_plan(&s);
+		s.forward_only = true;
+		int plan_forward = skd_conv_fast_plan(&s);
 		for (int ps = FORWARD; ps < NPASS; ps++) {
 			if (only_pass && !strstr(pass_name[ps], only_pass))
 				continue;
+			/* the forward is timed with no gradient wanted, so it takes the forward rule */
+			int plan = ps == FORWARD ? plan_forward : plan_step;
 			double direct_ms = 0.0;
 			for (int ai = 0; ai < NALGO; ai++) {
 				skd_conv_algo_set(algos[ai]);

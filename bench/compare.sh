@@ -142,7 +142,7 @@ END {
   for (i = 1; i <= nc; i++) {
     c = cases[i]
     if (c !~ /^layers/) continue
-    printf "per-convolution forward of the student (%s, training mode): direct-conv FLOPs / median time\n", substr(c, 8)
+    printf "per-convolution forward of the %s (%s): direct-conv FLOPs / median time\n", (c ~ /^layers\/r/) ? "teacher" : "student", (c ~ /^layers\/r/) ? substr(c, 8) ", frozen, no grad" : substr(c, 8) ", training mode"
     printf "%-32s %-24s %8s %9s %9s %6s %9s %9s %7s\n", "layer", "kernel, channels, out", "GFLOP", "skd ms", "skd GF/s", "%peak", "torch ms", "torch GF/s", "ratio"
     print "------------------------------------------------------------------------------------------------------------------"
     ts = 0; tt = 0; tf = 0
@@ -158,7 +158,7 @@ END {
     }
     printf "%-32s %-24s %8.3f %9.2f %9.1f %5.0f%% %9s %9s %7s\n", "all convolutions", "", tf / 1e9, ts * 1e3, tf / ts / 1e9,
       100 * tf / ts / 1e9 / nominal, pos("%.2f", tt * 1e3), gfs(tf, tt), ratio(tt, ts)
-    printf "%%peak: of the nominal %s GFLOP/s. Times are per layer inside a whole forward (autograd recording on).\n", nominal
+    printf "%%peak: of the nominal %s GFLOP/s. Times are per layer inside a whole forward%s.\n", nominal, (c ~ /^layers\/r/) ? "" : " (autograd recording on)"
   }
 }' "$1"
 }
@@ -242,7 +242,7 @@ cases=(
 )
 optional=()
 if [ "$mode" != quick ]; then
-  optional=("student 0.5 256x512 8" "student 1.0 256x512 8")
+  optional=("student 0.5 256x512 8" "student 1.0 256x512 8" "layers r101 128x256 1")
 fi
 
 out=$(mktemp /tmp/skd-compare.XXXXXX)

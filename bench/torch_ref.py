@@ -12,6 +12,7 @@ One case per process, so that the peak resident memory (VmHWM) belongs to that c
   torch_ref.py distill  TDEPTH WIDTH HxW BATCH RUNS   one full distillation step (method.md §0)
   torch_ref.py pairwise HxW CS CT RUNS          L_pa at β = 1, N×N materialised: value + backward
   torch_ref.py layers   WIDTH HxW BATCH RUNS    per-conv forward times of the student
+                                              (WIDTH r50 or r101: of the teacher, eval, no grad)
 
 Output: lines "R side=torch case=<case> metric=<m> median=<s> min=<s> n=<runs>" (seconds) and
 "R side=torch case=<case> metric=<m> value=<v>" (hwm_kib, base_kib, params, macs...), the
@@ -465,8 +466,9 @@ def case_layers(width, size, batch, runs):
     """Forward time of every convolution of the student (training mode, autograd on), from
     pre/post forward hooks; names as skd's named_modules."""
     h, w = size_of(size)
-    case = "layers/w%s/%s/b%d" % (width, size, batch)
-    net = student(float(width)).train()
+    frozen = width.startswith("r")  # "r50", "r101": the teacher in eval mode, no grad
+    case = "layers/%s%s/%s/b%d" % ("" if frozen else "w", width, size, batch)
+    net = teacher(int(width[1:])).eval() if frozen else student(float(width)).train()
     x, _ = inputs(batch, h, w)
     times, start = {}, {}
     for name, m in net.named_modules():
@@ -477,7 +479,8 @@ def case_layers(width, size, batch, runs):
     for it in range(runs + 1):
         if it == 1:
             times.clear()
-        net(x)
+        with torch.set_grad_enabled(not frozen):
+            net(x)
     for name, ts in times.items():
         emit(case, "conv:" + name, ts)
 

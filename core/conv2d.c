@@ -429,10 +429,10 @@ static void node_geometry(const skd_node *node, skd_conv2d_params *p)
 }
 
 /* The layer as the fast paths (winograd.h) see it. */
-static skd_conv_shape fast_shape(const conv_geom *g)
+static skd_conv_shape fast_shape(const conv_geom *g, bool forward_only)
 {
 	return (skd_conv_shape){g->n, g->cin, g->h, g->w, g->cout, g->kh, g->kw,
-				g->sh, g->sw, g->ph, g->pw, g->dh, g->dw, g->groups};
+				g->sh, g->sw, g->ph, g->pw, g->dh, g->dw, g->groups, forward_only};
 }
 
 static int conv2d_backward(skd_node *node, const skd_tensor *dy, skd_tensor **gin)
@@ -456,7 +456,7 @@ static int conv2d_backward(skd_node *node, const skd_tensor *dy, skd_tensor **gi
 	if (need_w && !(dw = skd_tensor_empty_like(w)))
 		goto done;
 	int plan = (int)node->iarg[7]; /* the path the forward took */
-	skd_conv_shape fs = fast_shape(&g);
+	skd_conv_shape fs = fast_shape(&g, false);
 	if ((need_x || need_w) && plan &&
 	    skd_conv_fast_backward(&fs, plan, skd_tensor_f32(x), skd_tensor_f32(w),
 				   skd_tensor_f32(dy), dx ? skd_tensor_f32(dx) : NULL,
@@ -497,7 +497,9 @@ skd_tensor *skd_conv2d(skd_tensor *x, skd_tensor *w, skd_tensor *b, const skd_co
 	skd_tensor *y = wc && (bc || !b) ? skd_tensor_empty(SKD_FLOAT32, 4, shape) : NULL;
 	/* the dispatch: a Winograd tile (space-to-batch first when dilated) chosen per layer by
 	 * skd_conv_fast_plan, or the direct path, the reference they are tested against */
-	skd_conv_shape fs = fast_shape(&g);
+	bool forward_only = !skd_grad_enabled() || !(x->requires_grad || w->requires_grad ||
+						      (b && b->requires_grad));
+	skd_conv_shape fs = fast_shape(&g, forward_only);
 	int plan = skd_conv_fast_plan(&fs);
 	if (y && (plan ? skd_conv_fast_forward(&fs, plan, skd_tensor_f32(xc), skd_tensor_f32(wc),
 						bc ? skd_tensor_f32(bc) : NULL, skd_tensor_f32(y))

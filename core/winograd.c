@@ -365,13 +365,23 @@ static void transform_weight(const wg_kind *K, const float *wt, int64_t nk, int6
 		float g9[9][STRIP], loc[MAX_A * MAX_A][STRIP];
 		const float *in[9];
 		float *out[MAX_A * MAX_A], *dst = u + k * nc + c0;
-		for (int e = 0; e < 9; e++) {
-			for (int64_t t = 0; t < STRIP; t++) {
-				int64_t c = c0 + t;
-				g9[e][t] = t >= nt  ? 0.0f
-					   : flip ? wt[(c * nk_all + k) * 9 + 8 - e]
-						  : wt[(k * nc + c) * 9 + e];
+		/* the strip's kernels, tap-major; no branch inside the copies (at batch 1 this
+		 * gather, not the arithmetic, set the transform's speed) */
+		if (flip) {
+			for (int64_t t = 0; t < nt; t++) {
+				const float *g = wt + ((c0 + t) * nk_all + k) * 9;
+				for (int e = 0; e < 9; e++)
+					g9[e][t] = g[8 - e];
 			}
+		} else {
+			const float *g = wt + (k * nc + c0) * 9;
+			for (int64_t t = 0; t < nt; t++)
+				for (int e = 0; e < 9; e++)
+					g9[e][t] = g[t * 9 + e];
+		}
+		for (int e = 0; e < 9; e++) {
+			for (int64_t t = nt; t < STRIP; t++)
+				g9[e][t] = 0.0f;
 			in[e] = g9[e];
 		}
 		strip_outputs(dst, nk * nc, nt, aa, loc, out);
@@ -600,26 +610,40 @@ void skd_conv_algo_set(skd_conv_algo a)
 	algo_known = true;
 }
 
-/* The rule: predicted time of a training step's three passes in units of one GEMM flop,
+/* The rules: predicted time in units of one GEMM flop,
  *
  *   direct    18·P·ci·co + IM2COL·9·P·ci
  *   Winograd  2·T·α²·ci·co + TRANSFORM·T·α²·(ci + co) + WEIGHT·α²·ci·co + ROW·R·(ci + co)
- *             [+ S2B·P·(ci + co) when dilated]
+ *             + CALL [+ S2B·P·(ci + co) when dilated]
  *
  * for P output pixels, T tiles in R tile rows (of the sub-grids when dilated), ci and co
- * channels. The costs of the memory-bound passes were fitted (least squares, relative) to
- * fwd+bwd times of 24 layers from 3→4 channels to 512→512, maps 4x4 to 64x64, dilation 1, 2
- * and 4, measured one-threaded in CPU time on this 2-core machine (`SKD_THREADS=1
- * SKD_BENCH_CLOCK=cpu bench_winograd calibrate` repeats it). The fit picked the fastest path
- * for 22 of them and lost ≤ 13% on the other two (3→4 at 64x64, 32→32 dilation 4); reruns on
- * the shared machine move a few near-ties (20 to 22 of 24). Winograd wins from about 8
- * channels on maps of 8x8 and more; thin layers on small maps, and F(4,3) on maps of 4x4
- * (tiny GEMMs), stay direct or take F(2,3). */
-#define COST_IM2COL 28.0
-#define COST_TRANSFORM 40.0
-#define COST_WEIGHT 80.0
-#define COST_ROW 2500.0
-#define COST_S2B 135.0
+ * channels. The GEMM terms are one pass's; the other terms' costs were fitted (least squares,
+ * relative, non-negative) to measured times, so for a training step they also carry the two
+ * backward passes. Rerun the fits with bench_winograd's `calibrate` (training step) and
+ * `calibrate-forward` (forward alone) modes.
+ *
+ * A training step (forward + both backward passes): 24 layers from 3→4 channels to 512→512,
+ * maps 4x4 to 64x64, dilation 1, 2 and 4, batch 8 mostly, measured one-threaded in CPU time
+ * (`SKD_THREADS=1 SKD_BENCH_CLOCK=cpu bench_winograd calibrate`). The fit picks the fastest
+ * path for 22 of them and loses ≤ 13% on the other two; reruns on the shared machine move a
+ * few near-ties (20 to 22 of 24). Winograd wins from about 8 channels on maps of 8x8 and more;
+ * thin layers on small maps, and F(4,3) on maps of 4x4 (tiny GEMMs), stay direct or take
+ * F(2,3).
+ *
+ * A forward alone (a frozen teacher, inference): 24 layers at batch 1, 2, 4 and 8, from the
+ * stem to a PSPNet head's 4096→512, at two threads (`SKD_THREADS=2 bench_winograd
+ * calibrate-forward`): fastest path for 23 of 24, total time of the picks within 0.1% of the
+ * fastest's (one thread, CPU time: 19 of 24, within 1.2%). Without the training step's
+ * backward passes to share it, the weight transform weighs twice as much: at batch 1 a head's
+ * 4096→512 kernel is 16·4096·512 floats through F(2,3) but 36·4096·512 through F(4,3), written
+ * and read for 32 tiles — F(2,3) is 1.3x faster there, where the training rule would take
+ * F(4,3). CALL is the fixed cost of a Winograd call (≈ 0.2 ms: scratch, threads). */
+typedef struct rule_costs {
+	double im2col, transform, weight, row, s2b, call;
+} rule_costs;
+
+static const rule_costs STEP_COSTS = {28.0, 40.0, 80.0, 2500.0, 135.0, 0.0};
+static const rule_costs FORWARD_COSTS = {100.0, 72.0, 170.0, 0.0, 135.0, 3e7};
 
 /* Past this much scratch (transformed kernel, and a chunk's transformed tiles in and out) the
  * rule leaves a layer to the direct path, whose column buffer is capped at 16 MiB: a PSPNet
@@ -637,10 +661,10 @@ static bool eligible(const skd_conv_shape *s)
 	return s->ph == s->dh && s->pw == s->dw; /* space-to-batch */
 }
 
-/* The Winograd term of the rule for tile m on n images with oh x ow outputs; "never" when its
+/* The Winograd term of a rule for tile m on n images with oh x ow outputs; "never" when its
  * scratch would pass SCRATCH_MAX. */
-static double winograd_cost(int m, int64_t n, int64_t cin, int64_t cout, int64_t oh,
-			    int64_t ow)
+static double winograd_cost(const rule_costs *c, int m, int64_t n, int64_t cin, int64_t cout,
+			    int64_t oh, int64_t ow)
 {
 	wg_geom g = geometry(m, n, oh, ow, 1, 1); /* padded by 1, the output is oh x ow */
 	int64_t block = kernel_block((m + 2) * (m + 2), cin, cout);
@@ -650,8 +674,8 @@ static double winograd_cost(int m, int64_t n, int64_t cin, int64_t cout, int64_t
 	if (sizeof(float) * aa * (ci * cb + (double)chunk * (ci + cb)) > (double)SCRATCH_MAX)
 		return 1e300;
 	double rows = (double)g.rows, tiles = rows * g.tiles_w;
-	return tiles * aa * (2.0 * ci * co + COST_TRANSFORM * (blocks * ci + co)) +
-	       COST_WEIGHT * aa * ci * co + COST_ROW * rows * (blocks * ci + co);
+	return tiles * aa * (2.0 * ci * co + c->transform * (blocks * ci + co)) +
+	       c->weight * aa * ci * co + c->row * rows * (blocks * ci + co) + c->call;
 }
 
 int skd_conv_fast_plan(const skd_conv_shape *s)
@@ -663,19 +687,20 @@ int skd_conv_fast_plan(const skd_conv_shape *s)
 		return 2;
 	if (a == SKD_CONV_WINOGRAD4)
 		return 4;
+	const rule_costs *c = s->forward_only ? &FORWARD_COSTS : &STEP_COSTS;
 	int64_t oh = s->h + 2 * s->ph - 2 * s->dh, ow = s->w + 2 * s->pw - 2 * s->dw;
 	double pixels = (double)s->n * oh * ow, ci = (double)s->cin, co = (double)s->cout;
-	double direct = pixels * (18.0 * ci * co + COST_IM2COL * 9.0 * ci);
+	double direct = pixels * (18.0 * ci * co + c->im2col * 9.0 * ci);
 	int64_t n = s->n, wh = oh, ww = ow;
 	double extra = 0.0;
 	if (s->dh > 1 || s->dw > 1) { /* sub-grids, and the copies into and out of them */
 		n *= s->dh * s->dw;
 		wh = (s->h + s->dh - 1) / s->dh;
 		ww = (s->w + s->dw - 1) / s->dw;
-		extra = COST_S2B * pixels * (ci + co);
+		extra = c->s2b * pixels * (ci + co);
 	}
-	double c2 = winograd_cost(2, n, s->cin, s->cout, wh, ww) + extra;
-	double c4 = winograd_cost(4, n, s->cin, s->cout, wh, ww) + extra;
+	double c2 = winograd_cost(c, 2, n, s->cin, s->cout, wh, ww) + extra;
+	double c4 = winograd_cost(c, 4, n, s->cin, s->cout, wh, ww) + extra;
 	if (direct <= c2 && direct <= c4)
 		return 0;
 	return c4 <= c2 ? 4 : 2;

@@ -36,15 +36,18 @@ int skd_conv_algo_parse(const char *name, skd_conv_algo *a);
 
 /* ---------- the dispatch ---------- */
 
-/* A convolution as skd_conv2d validated it. */
+/* A convolution as skd_conv2d validated it. forward_only: no gradient will be asked of it
+ * (grad mode off, or nothing requires grad: a frozen network), so only its forward counts. */
 typedef struct skd_conv_shape {
 	int64_t n, cin, h, w, cout, kh, kw;
 	int sh, sw, ph, pw, dh, dw, groups;
+	bool forward_only;
 } skd_conv_shape;
 
 /* The Winograd output tile (2 or 4) this layer takes, or 0 for the direct path. A pure
  * function of the shape and the algorithm switch, so a layer always takes the same path.
- * Dilation d > 1 (with padding d) means space-to-batch first. */
+ * Dilation d > 1 (with padding d) means space-to-batch first. A training step (forward and
+ * both backward passes) and a forward alone have a rule each: their costs differ. */
 int skd_conv_fast_plan(const skd_conv_shape *s);
 
 /* y = conv(x, w) + b (b may be NULL) by plan m (nonzero, from skd_conv_fast_plan). */

@@ -197,27 +197,47 @@ end)
 
 -- Which path auto took shows in the bits: the same as the forced path's, different from the
 -- other ones' (Winograd rounds differently from im2col).
-local function path_of(xs, ws, opts)
+-- With train, the weight requires grad: the training step's rule; else the forward's.
+local function path_of(xs, ws, opts, train)
   local x, w = skd.randn(table.unpack(xs)), skd.randn(table.unpack(ws))
+  if train then w:requires_grad(true) end
   local prev = skd.conv_algo("auto")
-  local y = skd.no_grad(function() return skd.conv2d(x, w, nil, opts) end)
+  local y = skd.conv2d(x, w, nil, opts):detach()
   local found
   for _, algo in ipairs({"direct", "winograd2", "winograd4"}) do
     skd.conv_algo(algo)
-    local z = skd.no_grad(function() return skd.conv2d(x, w, nil, opts) end)
+    local z = skd.conv2d(x, w, nil, opts):detach()
     if T.maxdiff(y, z) == 0 then found = found and (found .. "|" .. algo) or algo end
   end
   skd.conv_algo(prev)
   return found
 end
 
-T.test("auto: Winograd F(4,3) for ResNet layers, direct for thin layers and 4x4 maps", function()
-  T.eq(path_of({2, 64, 16, 16}, {64, 64, 3, 3}, {padding = 1}), "winograd4")
-  T.eq(path_of({2, 64, 16, 32}, {64, 64, 3, 3}, {padding = 2, dilation = 2}), "winograd4")
-  T.eq(path_of({2, 128, 4, 4}, {128, 128, 3, 3}, {padding = 1}), "direct") -- tiny GEMMs
-  T.eq(path_of({2, 3, 16, 16}, {4, 3, 3, 3}, {padding = 1}), "direct")
+T.test("auto, training: Winograd F(4,3) for ResNet layers, direct for thin layers and 4x4 maps", function()
+  T.eq(path_of({2, 64, 16, 16}, {64, 64, 3, 3}, {padding = 1}, true), "winograd4")
+  T.eq(path_of({2, 64, 16, 32}, {64, 64, 3, 3}, {padding = 2, dilation = 2}, true), "winograd4")
+  T.eq(path_of({2, 128, 4, 4}, {128, 128, 3, 3}, {padding = 1}, true), "direct") -- tiny GEMMs
+  T.eq(path_of({2, 3, 16, 16}, {4, 3, 3, 3}, {padding = 1}, true), "direct")
   -- stride 2: no fast path takes it, so every setting computes the same bits
-  T.eq(path_of({2, 64, 16, 16}, {64, 64, 3, 3}, {padding = 1, stride = 2}), "direct|winograd2|winograd4")
+  T.eq(path_of({2, 64, 16, 16}, {64, 64, 3, 3}, {padding = 1, stride = 2}, true), "direct|winograd2|winograd4")
+end)
+
+-- A forward alone pays the weight transform without backward passes to share it: at batch 1
+-- a wide layer with few tiles takes F(2,3) (16 transformed taps per kernel, not 36), and a thin
+-- one stays direct, where a training step takes F(4,3) for both.
+T.test("auto: a forward alone has its own rule (frozen teacher at batch 1)", function()
+  T.eq(path_of({1, 1024, 16, 32}, {256, 1024, 3, 3}, {padding = 1}, true), "winograd4")
+  T.eq(path_of({1, 1024, 16, 32}, {256, 1024, 3, 3}, {padding = 1}), "winograd2")
+  T.eq(path_of({1, 16, 32, 32}, {16, 16, 3, 3}, {padding = 1}, true), "winograd4")
+  T.eq(path_of({1, 16, 32, 32}, {16, 16, 3, 3}, {padding = 1}), "direct")
+  -- grad mode off decides it too, whatever requires grad
+  local x, w = skd.randn(1, 1024, 16, 32), skd.randn(256, 1024, 3, 3)
+  w:requires_grad(true)
+  local y = skd.no_grad(function() return skd.conv2d(x, w, nil, {padding = 1}) end)
+  local prev = skd.conv_algo("winograd2")
+  local z = skd.no_grad(function() return skd.conv2d(x, w, nil, {padding = 1}) end)
+  skd.conv_algo(prev)
+  T.eq(T.maxdiff(y, z), 0)
 end)
 
 T.done()
