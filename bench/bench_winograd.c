@@ -157,31 +157,36 @@ static const skd_conv_algo algos[] = {SKD_CONV_DIRECT, SKD_CONV_WINOGRAD2, SKD_C
 				      SKD_CONV_AUTO};
 #define NALGO 4
 
-/* One training step's conv work (forward, then backward into both x and w), best of runs. */
-static double time_step(skd_tensor *x, skd_tensor *w, const skd_conv2d_params *p, int runs)
+/* One training step's conv work (forward, then backward into both x and w), or with
+ * forward_only a forward with no gradient wanted; best of runs. */
+static double time_step(skd_tensor *x, skd_tensor *w, const skd_conv2d_params *p, int runs,
+			bool forward_only)
 {
 	double best = 1e30;
 	for (int r = 0; r <= runs; r++) {
-		skd_tensor_set_requires_grad(x, true);
-		skd_tensor_set_requires_grad(w, true);
-		double t0 = now();
-		skd_tensor *y = skd_conv2d(x, w, NULL, p);
-		if (!y)
-			die("conv2d");
-		skd_tensor *g = skd_tensor_full(SKD_FLOAT32, y->ndim, y->shape, 0.01);
-		if (skd_backward(y, g))
-			die("backward");
-		double t = now() - t0;
-		skd_tensor_release(g);
-		skd_tensor_release(y);
-		skd_tensor_release(x->grad);
-		skd_tensor_release(w->grad);
-		x->grad = w->grad = NULL;
+		double t = forward_only ? time_pass(FORWARD, x, w, p) : 0.0;
+		if (!forward_only) {
+			skd_tensor_set_requires_grad(x, true);
+			skd_tensor_set_requires_grad(w, true);
+			double t0 = now();
+			skd_tensor *y = skd_conv2d(x, w, NULL, p);
+			if (!y)
+				die("conv2d");
+			skd_tensor *g = skd_tensor_full(SKD_FLOAT32, y->ndim, y->shape, 0.01);
+			if (skd_backward(y, g))
+				die("backward");
+			t = now() - t0;
+			skd_tensor_release(g);
+			skd_tensor_release(y);
+			skd_tensor_release(x->grad);
+			skd_tensor_release(w->grad);
+			x->grad = w->grad = NULL;
+			skd_tensor_set_requires_grad(x, false);
+			skd_tensor_set_requires_grad(w, false);
+		}
 		if (r > 0 && t < best)
 			best = t;
 	}
-	skd_tensor_set_requires_grad(x, false);
-	skd_tensor_set_requires_grad(w, false);
 	return best;
 }
 
@@ -210,18 +215,6 @@ static const int calib_forward[][6] = {
 	{1, 16, 32, 32, 16, 1},   {2, 32, 24, 24, 32, 1},   {1, 256, 32, 64, 256, 1},
 };
 
-/* One forward with no gradient wanted, best of runs. */
-static double time_forward(skd_tensor *x, skd_tensor *w, const skd_conv2d_params *p, int runs)
-{
-	double best = 1e30;
-	for (int r = 0; r <= runs; r++) {
-		double t = time_pass(FORWARD, x, w, p);
-		if (r > 0 && t < best)
-			best = t;
-	}
-	return best;
-}
-
 static void calibrate(int runs, bool forward)
 {
 	static const char *name[] = {"direct", "F2", "F4"};
@@ -244,7 +237,7 @@ static void calibrate(int runs, bool forward)
 		double t[3];
 		for (int a = 0; a < 3; a++) {
 			skd_conv_algo_set(algos[a]);
-			t[a] = (forward ? time_forward(x, w, &p, runs) : time_step(x, w, &p, runs)) * 1e3;
+			t[a] = time_step(x, w, &p, runs, forward) * 1e3;
 			if (t[a] < t[best])
 				best = a;
 		}
