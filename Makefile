@@ -28,7 +28,7 @@ WARN    := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wno-unused-parameter
 OPT     := -O2 -fvect-cost-model=dynamic -march=x86-64-v3 -mtune=znver3 -fno-math-errno
 CFLAGS  += -std=gnu11 $(OPT) -g $(WARN) -fopenmp -fPIC -MMD -MP
 CPPFLAGS += -Icore -Ilua -Iviewer -isystem $(BLIS_INC) $(shell pkg-config --cflags lua5.4 sdl2 SDL2_ttf libpng 2>/dev/null)
-LDLIBS  += -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB) -lblis -fopenmp -lm -lpthread
+LDLIBS  += -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB) -lblis -fopenmp -lmvec -lm -lpthread
 ifeq ($(SAN),1)
   CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DSKD_NO_CACHE
   LDFLAGS += -fsanitize=address,undefined

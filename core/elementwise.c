@@ -5,6 +5,7 @@
 #include <string.h>
 #include "ops.h"
 #include "parallel.h"
+#include "vmath.h"
 
 /* ---------- shared checks ---------- */
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include "ops.h"
 #include "parallel.h"
+#include "vmath.h"
 
 /* Checks dtypes and that target is logits' shape without the class dimension. */
 static int check_args(const skd_tensor *z, const skd_tensor *y, skd_reduction reduction)
@@ -107,9 +108,22 @@ static int cross_entropy_backward(skd_node *node, const skd_tensor *g, skd_tenso
 		const int32_t *t = tp + b * inner;
 		const float *l = lp + plane * inner, *gb = gp + (per_element ? b * inner : 0);
 		float *o = gzp + plane * inner;
-		for (int64_t i = 0; i < inner; i++) {
-			float w = t[i] == ignore_index ? 0.0f : (per_element ? gb[i] : gb[0]) * scale;
-			o[i] = (expf(l[i]) - (t[i] == c ? 1.0f : 0.0f)) * w;
+		/* exp first, then the selects: two loops that each vectorise (expf through libmvec,
+		 * vmath.h; GCC will not if-convert a loop that also calls a vector function) */
+		for (int64_t i = 0; i < inner; i++)
+			o[i] = expf(l[i]);
+		int32_t cls = (int32_t)c, ignore = (int32_t)ignore_index;
+		if (per_element) { /* reduction "none": the upstream gradient per pixel */
+			for (int64_t i = 0; i < inner; i++) {
+				float w = t[i] == ignore ? 0.0f : gb[i] * scale;
+				o[i] = (o[i] - (t[i] == cls ? 1.0f : 0.0f)) * w;
+			}
+		} else { /* in this form the selects vectorise */
+			float w0 = gb[0] * scale;
+			for (int64_t i = 0; i < inner; i++) {
+				float hit = t[i] == cls ? 1.0f : 0.0f, w = t[i] == ignore ? 0.0f : w0;
+				o[i] = (o[i] - hit) * w;
+			}
 		}
 	}
 	gin[0] = gz;

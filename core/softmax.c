@@ -9,6 +9,7 @@
 #include <math.h>
 #include "ops.h"
 #include "parallel.h"
+#include "vmath.h"
 
 #define COLS 256 /* inner positions per task; the per-task max/sum rows live on the stack */
 
