@@ -427,11 +427,14 @@ static void transform_weight_grad(const wg_kind *K, const float *du, int64_t nk,
 
 /* The transformed tiles of a chunk (alpha² x channels x tiles, for the input and the output
  * side) take about this many bytes: enough tiles for GEMMs that run near BLIS's peak, few
- * enough that the buffers stay bounded whatever the batch. */
+ * enough that the buffers stay bounded whatever the batch. Wide layers get at least
+ * WG_MIN_TILES tiles: 128, not 256, since a PSPNet head's 4096 + 512 channels through F(2,3)
+ * at 256 tiles took 71 MB beside its transformed kernel (the R101 teacher's forward at batch
+ * 2 peaked 64 MB higher) for no speed that three alternated runs could tell apart. */
 #ifndef WG_CHUNK_BYTES
 #define WG_CHUNK_BYTES (24 << 20)
 #endif
-#define WG_MIN_TILES 256
+#define WG_MIN_TILES 128
 
 static int64_t chunk_rows(const wg_geom *g, int64_t ch_in, int64_t ch_out)
 {
