@@ -352,6 +352,19 @@ skd_tensor *skd_sum_to_shape(const skd_tensor *g, int ndim, const int64_t *shape
 	skd_tensor *r = skd_tensor_zeros(SKD_FLOAT32, ndim, shape);
 	if (!r)
 		return NULL;
+	if (skd_tensor_numel(r) == 1) { /* to a scalar (a weight divided by σ, a gain γ): the
+					 * blocked parallel sum, in double, of skd_sum_all */
+		bool prev = skd_set_grad_enabled(false);
+		skd_tensor *total = skd_sum_all((skd_tensor *)g);
+		skd_set_grad_enabled(prev);
+		if (!total) {
+			skd_tensor_release(r);
+			return NULL;
+		}
+		skd_tensor_f32(r)[0] = skd_tensor_f32(total)[0];
+		skd_tensor_release(total);
+		return r;
+	}
 	/* Stride of r along each of g's dims: 0 where r broadcasts (size 1 or missing). */
 	int64_t rstride[SKD_MAX_DIMS] = {0};
 	int lead = g->ndim - ndim;

@@ -48,6 +48,30 @@ static void broadcast_strides(const skd_tensor *t, int ndim, const int64_t *shap
 	}
 }
 
+/* Merges neighbouring dimensions that both operands walk as one (stride[d] = stride[d+1] ·
+ * shape[d+1], broadcast ones included) and drops those of size 1, in place; returns the new
+ * count. A weight divided by a scalar becomes one row with stride 0 for the scalar, an
+ * (N,C,H,W) + (C,1,1) sum N·C rows of H·W, instead of one short row per innermost line. */
+static int coalesce_dims(int ndim, int64_t *shape, int64_t *sa, int64_t *sb)
+{
+	int n = 0;
+	for (int d = 0; d < ndim; d++) {
+		if (shape[d] == 1)
+			continue;
+		if (n > 0 && sa[n - 1] == sa[d] * shape[d] && sb[n - 1] == sb[d] * shape[d]) {
+			shape[n - 1] *= shape[d];
+			sa[n - 1] = sa[d];
+			sb[n - 1] = sb[d];
+			continue;
+		}
+		shape[n] = shape[d];
+		sa[n] = sa[d];
+		sb[n] = sb[d];
+		n++;
+	}
+	return n;
+}
+
 /* ---------- binary arithmetic ---------- */
 
 typedef enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV } binop;
@@ -63,8 +87,12 @@ static inline float apply(binop op, float x, float y)
 	}
 }
 
+/* Elements per task along a row: a long row (same-shape operands flatten into one) is
+ * shared among the threads in blocks this long. */
+#define BINARY_BLOCK 16384
+
 /* out (contiguous, broadcast shape) = a op b. Rows of the last dimension run as inner loops
- * the compiler vectorises when both strides are 1 (the common, same-shape case). */
+ * the compiler vectorises when the strides are 1 or 0 (same shape, or a row and a scalar). */
 static void binary_kernel(binop op, float *out, int ndim, const int64_t *shape, const float *a,
 			  const int64_t *sa, const float *b, const int64_t *sb)
 {
@@ -72,8 +100,11 @@ static void binary_kernel(binop op, float *out, int ndim, const int64_t *shape, 
 	for (int i = 0; i < ndim - 1; i++)
 		rows *= shape[i];
 	int64_t ia = ndim ? sa[ndim - 1] : 0, ib = ndim ? sb[ndim - 1] : 0;
-#pragma omp parallel for schedule(static) if (rows * inner > SKD_PARALLEL_GRAIN && rows > 1)
-	for (int64_t r = 0; r < rows; r++) {
+	int64_t blocks = (inner + BINARY_BLOCK - 1) / BINARY_BLOCK, tasks = rows * blocks;
+#pragma omp parallel for schedule(static) if (rows * inner > SKD_PARALLEL_GRAIN && tasks > 1)
+	for (int64_t task = 0; task < tasks; task++) {
+		int64_t r = task / blocks, j0 = task % blocks * BINARY_BLOCK;
+		int64_t j1 = j0 + BINARY_BLOCK < inner ? j0 + BINARY_BLOCK : inner;
 		int64_t oa = 0, ob = 0, rem = r;
 		for (int d = ndim - 2; d >= 0; d--) {
 			int64_t k = rem % shape[d];
@@ -83,17 +114,26 @@ static void binary_kernel(binop op, float *out, int ndim, const int64_t *shape, 
 		}
 		const float *pa = a + oa, *pb = b + ob;
 		float *po = out + r * inner;
+#define ROW(X, Y)                                                                    \
+	switch (op) {                                                                \
+	case OP_ADD: for (int64_t j = j0; j < j1; j++) po[j] = (X) + (Y); break;    \
+	case OP_SUB: for (int64_t j = j0; j < j1; j++) po[j] = (X) - (Y); break;    \
+	case OP_MUL: for (int64_t j = j0; j < j1; j++) po[j] = (X) * (Y); break;    \
+	case OP_DIV: for (int64_t j = j0; j < j1; j++) po[j] = (X) / (Y); break;    \
+	}
 		if (ia == 1 && ib == 1) {
-			switch (op) {
-			case OP_ADD: for (int64_t j = 0; j < inner; j++) po[j] = pa[j] + pb[j]; break;
-			case OP_SUB: for (int64_t j = 0; j < inner; j++) po[j] = pa[j] - pb[j]; break;
-			case OP_MUL: for (int64_t j = 0; j < inner; j++) po[j] = pa[j] * pb[j]; break;
-			case OP_DIV: for (int64_t j = 0; j < inner; j++) po[j] = pa[j] / pb[j]; break;
-			}
+			ROW(pa[j], pb[j])
+		} else if (ia == 1 && ib == 0) {
+			float y = pb[0];
+			ROW(pa[j], y)
+		} else if (ia == 0 && ib == 1) {
+			float x = pa[0];
+			ROW(x, pb[j])
 		} else {
-			for (int64_t j = 0; j < inner; j++)
+			for (int64_t j = j0; j < j1; j++)
 				po[j] = apply(op, pa[j * ia], pb[j * ib]);
 		}
+#undef ROW
 	}
 }
 
@@ -115,9 +155,12 @@ static skd_tensor *binary_forward(binop op, skd_tensor *a, skd_tensor *b)
 		binary_kernel(op, skd_tensor_f32(out), 1, &n, skd_tensor_f32(a), &one,
 			      skd_tensor_f32(b), &one);
 	} else {
+		int64_t cshape[SKD_MAX_DIMS];
+		memcpy(cshape, shape, sizeof(int64_t) * ndim);
 		broadcast_strides(a, ndim, shape, sa);
 		broadcast_strides(b, ndim, shape, sb);
-		binary_kernel(op, skd_tensor_f32(out), ndim, shape, skd_tensor_f32(a), sa,
+		int cdim = coalesce_dims(ndim, cshape, sa, sb);
+		binary_kernel(op, skd_tensor_f32(out), cdim, cshape, skd_tensor_f32(a), sa,
 			      skd_tensor_f32(b), sb);
 	}
 	return out;
@@ -153,6 +196,11 @@ static int muldiv_backward(skd_node *n, const skd_tensor *g, skd_tensor **gin)
 			full = skd_mul(gg, i == 0 ? b : a);
 		} else if (i == 0) {
 			full = skd_div(gg, b);
+		} else if (skd_tensor_numel(b) == 1) { /* −Σ g·a / b²: one pass, not three */
+			float bv = skd_tensor_f32(b)[0];
+			full = skd_mul(gg, a);
+			if (full)
+				skd_mul_scalar_(full, -1.0 / ((double)bv * bv));
 		} else {
 			skd_tensor *q = skd_div(a, b), *qb = q ? skd_div(q, b) : NULL;
 			full = qb ? skd_mul(gg, qb) : NULL;

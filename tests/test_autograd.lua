@@ -66,6 +66,10 @@ for _, case in ipairs({
   {"sub", function(a, b) return a - b end, {2, 1, 4}, {3, 1}},
   {"mul", function(a, b) return a * b end, {3, 4}, {3, 1}},
   {"div", function(a, b) return a / (b:abs() + 0.5) end, {2, 3}, {2, 3}},
+  -- a weight over a 0-d σ (spectral norm), and a per-channel gain over (N,C,H,W)
+  {"div by a 0-d tensor", function(a, b) return a / (b:abs() + 0.5) end, {3, 2, 2, 2}, {}},
+  {"mul by a 0-d tensor", function(a, b) return b * a end, {4, 3}, {}},
+  {"mul per channel", function(a, b) return a * b end, {2, 3, 2, 4}, {3, 1, 1}},
 }) do
   T.test("gradcheck " .. case[1] .. " with broadcasting", function()
     T.gradcheck(case[2], {randg(case[3]), randg(case[4])})
@@ -92,6 +96,33 @@ for _, case in ipairs({
   end)
 end
 
+-- Broadcast arithmetic walks merged dimensions (a scalar operand as one strided row, a
+-- per-channel one as rows of H·W, transposed views as they lie): every layout gives the
+-- element-by-element values.
+T.test("broadcast arithmetic over merged dimensions equals the element loop", function()
+  local x = skd.randn(2, 3, 4, 5)
+  local xt = x:transpose(3, 4) -- (2, 3, 5, 4), not contiguous
+  local c = skd.randn(3, 1, 1)
+  local s0 = skd.tensor(2.5):reshape({})
+  local function check(name, got, ref, src)
+    local n = 0
+    for i = 1, 2 do for j = 1, 3 do for k = 1, src:size(3) do for l = 1, src:size(4) do
+      local want = ref(src:get(i, j, k, l), c:get(j, 1, 1))
+      local have = got:get(i, j, k, l)
+      if math.abs(have - want) > 1e-6 * math.max(1, math.abs(want)) then n = n + 1 end
+    end end end end
+    T.eq(n, 0, name .. ": elements that differ")
+  end
+  check("x / 0-d", x / s0, function(v) return v / 2.5 end, x)
+  check("0-d - x", s0 - x, function(v) return 2.5 - v end, x)
+  check("x + c", x + c, function(v, w) return v + w end, x)
+  check("c * xt", c * xt, function(v, w) return w * v end, xt)
+  check("xt - c", xt - c, function(v, w) return v - w end, xt)
+  local big = skd.randn(3, 70000) -- rows longer than one thread's block
+  local sum = (big + big * 2):sum():item()
+  T.near(sum, 3 * big:sum():item(), 1e-2)
+end)
+
 T.test("sum/mean/max values and gradients", function()
   local x = skd.tensor({{1, 5, 3}, {4, 2, 6}})
   T.eq(x:sum():item(), 21)
@@ -107,8 +138,13 @@ T.test("sum/mean/max values and gradients", function()
   T.gradcheck(function(t) return t:sum() end, {y})
   T.gradcheck(function(t) return t:mean(2) end, {y})
   T.gradcheck(function(t) return t:sum(3, true) end, {y})
-  T.gradcheck(function(t) return (t:max(1)) end, {y})
-  T.gradcheck(function(t) return t:max() end, {y})
+  -- max: distinct values at least 0.1 apart, so that no finite-difference step crosses a tie
+  local order = {}
+  for k = 1, 60 do order[k] = k end
+  for k = 60, 2, -1 do local r = math.floor(skd.rand(1):item() * k) + 1; order[k], order[r] = order[r], order[k] end
+  local spaced = skd.tensor(order):reshape(3, 4, 5) * 0.1
+  T.gradcheck(function(t) return (t:max(1)) end, {spaced:requires_grad()})
+  T.gradcheck(function(t) return t:max() end, {spaced:requires_grad()})
 end)
 
 T.test("views: values and gradients", function()

@@ -39,6 +39,29 @@ T.test("1-d operands: vector @ matrix, matrix @ vector, dot product", function()
   T.near(skd.matmul(v3, bm), {{-4, -4}, {-8, -8}}, 0)
 end)
 
+-- A single column or row of the result is a matrix-vector product (BLIS gemv), for every
+-- transposition of the operands.
+T.test("one-column and one-row products, transposed or not, equal the sums by hand", function()
+  local function naive(a, b)
+    local m, k, n = a:size(1), a:size(2), b:size(2)
+    local c = skd.zeros(m, n)
+    for i = 1, m do for j = 1, n do
+      local s = 0
+      for p = 1, k do s = s + a:get(i, p) * b:get(p, j) end
+      c:set(s, i, j)
+    end end
+    return c
+  end
+  for _, dims in ipairs({{37, 53, 1}, {1, 53, 29}, {1, 5, 1}, {64, 300, 1}}) do
+    local m, k, n = dims[1], dims[2], dims[3]
+    local a, b = skd.randn(m, k), skd.randn(k, n)
+    local at, bt = skd.randn(k, m):transpose(1, 2), skd.randn(n, k):transpose(1, 2)
+    for _, pair in ipairs({{a, b}, {at, b}, {a, bt}, {at, bt}}) do
+      T.near(skd.matmul(pair[1], pair[2]), naive(pair[1], pair[2]), 1e-4)
+    end
+  end
+end)
+
 T.test("empty sizes: zero rows give an empty result, a zero inner size gives zeros", function()
   T.eq(shape(skd.matmul(skd.randn(0, 3), skd.randn(3, 4))), "0x4")
   local a, b = randg(2, 0), randg(0, 3)
