@@ -451,11 +451,13 @@ static int conv2d_backward(skd_node *node, const skd_tensor *dy, skd_tensor **gi
 		if (!x || !w)
 			goto done;
 	}
-	if (need_x && !(dx = is_pointwise(&g) ? skd_tensor_empty_like(x) : skd_tensor_zeros_like(x)))
+	int plan = (int)node->iarg[7]; /* the path the forward took */
+	/* col2im adds into dx; the pointwise and the fast paths write every element */
+	if (need_x && !(dx = is_pointwise(&g) || plan ? skd_tensor_empty_like(x)
+						       : skd_tensor_zeros_like(x)))
 		goto done;
 	if (need_w && !(dw = skd_tensor_empty_like(w)))
 		goto done;
-	int plan = (int)node->iarg[7]; /* the path the forward took */
 	skd_conv_shape fs = fast_shape(&g, false);
 	if ((need_x || need_w) && plan &&
 	    skd_conv_fast_backward(&fs, plan, skd_tensor_f32(x), skd_tensor_f32(w),

@@ -427,21 +427,25 @@ static void transform_weight_grad(const wg_kind *K, const float *du, int64_t nk,
 
 /* The transformed tiles of a chunk (alpha² x channels x tiles, for the input and the output
  * side) take about this many bytes: enough tiles for GEMMs that run near BLIS's peak, few
- * enough that the buffers stay bounded whatever the batch. Wide layers get at least
- * WG_MIN_TILES tiles: 128, not 256, since a PSPNet head's 4096 + 512 channels through F(2,3)
- * at 256 tiles took 71 MB beside its transformed kernel (the R101 teacher's forward at batch
- * 2 peaked 64 MB higher) for no speed that three alternated runs could tell apart. */
+ * enough that the buffers stay bounded whatever the batch. A chunk has at least
+ * WG_MIN_TILES tiles (below that the GEMMs slow down: 128 instead of 256 cost the w1.0
+ * student's step 9% more CPU time), but layers of thousands of channels, whose GEMMs have K
+ * in the thousands, take WG_WIDE_MIN_TILES: a PSPNet head's 4096 + 512 channels through
+ * F(2,3) at 256 tiles took 71 MB beside its transformed kernel. */
 #ifndef WG_CHUNK_BYTES
 #define WG_CHUNK_BYTES (24 << 20)
 #endif
-#define WG_MIN_TILES 128
+#define WG_MIN_TILES 256
+#define WG_WIDE_MIN_TILES 128
+#define WG_WIDE_CHANNELS 2048
 
 static int64_t chunk_rows(const wg_geom *g, int64_t ch_in, int64_t ch_out)
 {
 	int64_t aa = g->k->alpha * g->k->alpha;
 	int64_t tiles = WG_CHUNK_BYTES / (int64_t)(sizeof(float) * aa * (ch_in + ch_out));
-	if (tiles < WG_MIN_TILES)
-		tiles = WG_MIN_TILES;
+	int64_t least = ch_in + ch_out >= WG_WIDE_CHANNELS ? WG_WIDE_MIN_TILES : WG_MIN_TILES;
+	if (tiles < least)
+		tiles = least;
 	int64_t rows = (tiles + g->tiles_w - 1) / g->tiles_w;
 	return rows < g->rows ? rows : g->rows;
 }
