@@ -16,6 +16,9 @@
  *        core/winograd.c was fitted to (forward + both backward passes of 24 layers, each
  *        path), with the rule's pick beside the fastest (run it as
  *        SKD_THREADS=1 SKD_BENCH_CLOCK=cpu bench_winograd calibrate 3).
+ *        bench_winograd calibrate-forward [runs]: the same for the forward-alone rule (a
+ *        frozen network: 24 layers at batch 1 to 8, stem to PSPNet head; fitted at
+ *        SKD_THREADS=2 bench_winograd calibrate-forward 5).
  */
 #include <stdio.h>
 #include <stdlib.h>
