@@ -68,28 +68,55 @@ static void channel_geometry(const skd_tensor *x, int64_t *n, int64_t *c, int64_
 		*s *= x->shape[i];
 }
 
+/* The channel sums below accumulate in double over SUM_LANES interleaved lanes, added up in
+ * a fixed order at the end: a single accumulator is a chain of dependent additions (one
+ * element per add latency), while lanes vectorise; the order, and so every bit, is the same
+ * on every run and at every thread count. */
+#define SUM_LANES 8
+
+static double lanes_total(const double *acc)
+{
+	double t = 0;
+	for (int l = 0; l < SUM_LANES; l++)
+		t += acc[l];
+	return t;
+}
+
+/* acc[l] += Σ (p[i] − m) (square: its square) over i ≡ l mod SUM_LANES */
+static void add_lanes(double *acc, const float *p, int64_t len, double m, bool square)
+{
+	int64_t body = len - len % SUM_LANES, i = 0;
+	if (square) {
+		for (; i < body; i += SUM_LANES)
+			for (int l = 0; l < SUM_LANES; l++) {
+				double d = p[i + l] - m;
+				acc[l] += d * d;
+			}
+	} else {
+		for (; i < body; i += SUM_LANES)
+			for (int l = 0; l < SUM_LANES; l++)
+				acc[l] += p[i + l];
+	}
+	for (; i < len; i++) {
+		double d = p[i] - m;
+		acc[i - body] += square ? d * d : p[i];
+	}
+}
+
 /* Batch mean and biased variance of each channel (two passes, double accumulation). */
 static void batch_moments(const float *xp, int64_t n, int64_t c, int64_t s, double *mean,
 			  double *var)
 {
 #pragma omp parallel for schedule(static) if (n * c * s > SKD_PARALLEL_GRAIN)
 	for (int64_t ch = 0; ch < c; ch++) {
-		double sum = 0;
-		for (int64_t b = 0; b < n; b++) {
-			const float *p = xp + (b * c + ch) * s;
-			for (int64_t i = 0; i < s; i++)
-				sum += p[i];
-		}
-		double m = sum / (double)(n * s), sq = 0;
-		for (int64_t b = 0; b < n; b++) {
-			const float *p = xp + (b * c + ch) * s;
-			for (int64_t i = 0; i < s; i++) {
-				double d = p[i] - m;
-				sq += d * d;
-			}
-		}
+		double acc[SUM_LANES] = {0}, acc2[SUM_LANES] = {0};
+		for (int64_t b = 0; b < n; b++)
+			add_lanes(acc, xp + (b * c + ch) * s, s, 0.0, false);
+		double m = lanes_total(acc) / (double)(n * s);
+		for (int64_t b = 0; b < n; b++)
+			add_lanes(acc2, xp + (b * c + ch) * s, s, m, true);
 		mean[ch] = m;
-		var[ch] = sq / (double)(n * s);
+		var[ch] = lanes_total(acc2) / (double)(n * s);
 	}
 }
 
@@ -114,17 +141,23 @@ static int batch_norm_backward(skd_node *node, const skd_tensor *g, skd_tensor *
 	const float *wp = w ? skd_tensor_f32(w) : NULL;
 #pragma omp parallel for schedule(static) if (n * c * s > SKD_PARALLEL_GRAIN)
 	for (int64_t ch = 0; ch < c; ch++) {
-		double a = 0, b2 = 0;
+		double a[SUM_LANES] = {0}, b2[SUM_LANES] = {0}; /* lanes: see add_lanes */
 		float m = st->mean[ch];
 		for (int64_t b = 0; b < n; b++) {
 			const float *px = xp + (b * c + ch) * s, *pg = gp + (b * c + ch) * s;
-			for (int64_t i = 0; i < s; i++) {
-				a += pg[i];
-				b2 += (double)pg[i] * (px[i] - m);
+			int64_t body = s - s % SUM_LANES, i = 0;
+			for (; i < body; i += SUM_LANES)
+				for (int l = 0; l < SUM_LANES; l++) {
+					a[l] += pg[i + l];
+					b2[l] += (double)pg[i + l] * (px[i + l] - m);
+				}
+			for (; i < s; i++) {
+				a[i - body] += pg[i];
+				b2[i - body] += (double)pg[i] * (px[i] - m);
 			}
 		}
-		sum_g[ch] = a;
-		sum_gxc[ch] = b2;
+		sum_g[ch] = lanes_total(a);
+		sum_gxc[ch] = lanes_total(b2);
 	}
 	int rc = SKD_OK;
 	if (skd_node_needs_grad(node, 0)) {
