@@ -145,29 +145,37 @@ skd_tensor *skd_max_pool2d(skd_tensor *x_in, const skd_pool2d_params *p)
 	int32_t *ap = skd_tensor_i32(arg);
 	int kh = p->kernel[0], kw = p->kernel[1], sh = p->stride[0], sw = p->stride[1];
 	int ph = p->padding[0], pw = p->padding[1];
+	/* One output row at a time, each window tap (y, dx) applied to the whole row: the taps
+	 * come in the same row-major order for every output as a window-by-window loop, so
+	 * ties and NaNs resolve the same, and the loop over the row vectorises. */
 #pragma omp parallel for schedule(static) if (planes * h * w > SKD_PARALLEL_GRAIN)
-	for (int64_t c = 0; c < planes; c++) {
+	for (int64_t t = 0; t < planes * oh; t++) {
+		int64_t c = t / oh, i = t % oh;
 		const float *src = xp + c * h * w;
-		for (int64_t i = 0; i < oh; i++) {
-			int64_t h0 = i * sh - ph, h1 = h0 + kh < h ? h0 + kh : h;
-			h0 = h0 < 0 ? 0 : h0;
-			for (int64_t j = 0; j < ow; j++) {
-				int64_t w0 = j * sw - pw, w1 = w0 + kw < w ? w0 + kw : w;
-				w0 = w0 < 0 ? 0 : w0;
-				int64_t best = h0 * w + w0;
-				float bestv = -INFINITY;
-				for (int64_t y = h0; y < h1; y++)
-					for (int64_t xx = w0; xx < w1; xx++) {
-						float v = src[y * w + xx];
-						if (v > bestv || isnan(v)) {
-							bestv = v;
-							best = y * w + xx;
-						}
-					}
-				yp[(c * oh + i) * ow + j] = bestv;
-				ap[(c * oh + i) * ow + j] = (int32_t)best;
-			}
+		float *bv = yp + t * ow;
+		int32_t *bi = ap + t * ow;
+		int64_t h0 = i * sh - ph, h1 = h0 + kh < h ? h0 + kh : h;
+		h0 = h0 < 0 ? 0 : h0;
+		for (int64_t j = 0; j < ow; j++) {
+			int64_t w0 = j * sw - pw;
+			bv[j] = -INFINITY;
+			bi[j] = (int32_t)(h0 * w + (w0 < 0 ? 0 : w0));
 		}
+		for (int64_t y = h0; y < h1; y++)
+			for (int dx = 0; dx < kw; dx++) {
+				/* the outputs j whose tap dx falls inside the row: 0 <= j·sw − pw + dx < w */
+				int64_t off = dx - pw, jlo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+				int64_t jhi = off < w ? (w - 1 - off) / sw + 1 : 0; /* exclusive */
+				jhi = jhi < ow ? jhi : ow;
+				const float *row = src + y * w + off;
+				int32_t base = (int32_t)(y * w + off);
+				for (int64_t j = jlo; j < jhi; j++) {
+					float v = row[j * sw];
+					bool take = v > bv[j] || v != v;
+					bv[j] = take ? v : bv[j];
+					bi[j] = take ? base + (int32_t)(j * sw) : bi[j];
+				}
+			}
 	}
 	skd_tensor_release(x);
 	skd_node *node = skd_autograd_record(out, op, max_pool2d_backward, 1, &x_in);

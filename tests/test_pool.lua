@@ -46,6 +46,48 @@ T.test("max_pool2d ties go to the first maximum (row-major)", function()
   T.near(x.grad, {1, 0, 0, 0}, 0)
 end)
 
+-- max_pool2d walks each output row tap by tap; against the window-by-window definition on
+-- random sizes, kernels, strides, paddings, ceil mode, integer values (many ties) and NaNs:
+-- the values, and the gradient routed to the first maximum (a NaN wins).
+T.test("max_pool2d equals the window-by-window loop (ties, NaN, borders, ceil mode)", function()
+  local rng = skd.rand(4000)
+  local r, pos = rng:reshape(-1), 0
+  local function draw(lo, hi)
+    pos = pos + 1
+    return lo + math.floor(r:get(pos) * (hi - lo + 1))
+  end
+  local runs = 0
+  for _ = 1, 60 do
+    local h, w, k, st = draw(1, 8), draw(1, 8), draw(1, 4), draw(1, 3)
+    local pad, ceil = draw(0, k // 2), draw(0, 1) == 1
+    local x = skd.zeros(1, 2, h, w)
+    for c = 1, 2 do for a = 1, h do for b = 1, w do x:set(draw(-2, 2), 1, c, a, b) end end end
+    if draw(0, 4) == 0 then x:set(0 / 0, 1, 1, draw(1, h), draw(1, w)) end
+    x:requires_grad(true)
+    local ok, y = pcall(skd.max_pool2d, x, k, {stride = st, padding = pad, ceil_mode = ceil})
+    if ok then
+      runs = runs + 1
+      local g = skd.zeros(1, 2, h, w)
+      for c = 1, 2 do for i = 1, y:size(3) do for j = 1, y:size(4) do
+        local y0, x0 = math.max(0, (i - 1) * st - pad), math.max(0, (j - 1) * st - pad)
+        local bv, by, bx = -math.huge, y0, x0
+        for yy = y0, math.min(h, (i - 1) * st - pad + k) - 1 do
+          for xx = x0, math.min(w, (j - 1) * st - pad + k) - 1 do
+            local v = x:get(1, c, yy + 1, xx + 1)
+            if v > bv or v ~= v then bv, by, bx = v, yy, xx end
+          end
+        end
+        local got = y:get(1, c, i, j)
+        T.ok(got == bv or (got ~= got and bv ~= bv), "value at " .. i .. "," .. j)
+        if by < h and bx < w then g:set(g:get(1, c, by + 1, bx + 1) + 1, 1, c, by + 1, bx + 1) end
+      end end end
+      y:sum():backward()
+      T.eq(T.maxdiff(x.grad, g), 0)
+    end
+  end
+  T.ok(runs > 30, "too few valid pooling shapes: " .. runs)
+end)
+
 T.test("avg_pool2d 4x4 kernel 3 stride 2 padding 1 ceil_mode by hand (both divisor rules)", function()
   local x = grid4()
   -- count_include_pad=true: windows clipped to the padded input, so the ceil-mode windows
