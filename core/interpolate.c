@@ -5,7 +5,8 @@
  * float from the sizes (no user scale factor), align_corners=false maps output pixel centres
  * (dst + 0.5)·in/out − 0.5 and clamps negative positions to 0, and the nearest index is
  * min(floor(dst·in/out), in−1). The index and weight of every output row and column are
- * computed once per call (axis tables), then planes run in parallel.
+ * computed once per call (axis tables), then planes run in parallel; bilinear goes through
+ * its separable form (columns, then rows: bilinear_plane).
  *
  * The backward passes scatter-add into the input; each (n,c) plane is one task, so every
  * input element is accumulated by one thread in a fixed order (no atomics, bit-exact reruns). */
@@ -24,7 +25,7 @@ typedef struct axis_tap {
 /* PyTorch's area_pixel_compute_scale / area_pixel_compute_source_index, bilinear. As
  * PyTorch 1.13's CPU kernel does (checked against it weight by weight), the scale is a float,
  * the source position and its fraction l1 are evaluated in double, and l0 = 1 − l1 in float:
- * with these roundings the outputs match PyTorch's bit for bit. */
+ * with these roundings the weights are PyTorch's bit for bit. */
 static void bilinear_taps(axis_tap *t, int64_t in, int64_t out, bool align_corners)
 {
 	float scale;
@@ -117,26 +118,62 @@ static void resize_rows(float *dst, const float *src, int64_t w, const interp_ct
 	}
 }
 
-/* The transpose of resize_rows: gsrc (h×w, zeroed) += weights · gdst. */
-static void resize_plane_backward(float *gsrc, const float *gdst, int64_t w, const interp_ctx *c)
+/* Bilinear resizing is separable: each of the h input rows is first resized along its
+ * columns into rows[h][ow], then every output row blends two of those. Per plane that is
+ * h·ow column gathers instead of 4·oh·ow, and the blend is a loop that vectorises; each
+ * output is the same expression, l0·(c0·a + c1·b) + l1·(c0·c + c1·d), as the one-step form. */
+static void bilinear_plane(float *dst, const float *src, int64_t h, int64_t w,
+			   const interp_ctx *c, float *rows)
 {
 	const axis_tap *cols = c->cols;
+	for (int64_t y = 0; y < h; y++) {
+		const float *s = src + y * w;
+		float *r = rows + y * c->ow;
+		for (int64_t j = 0; j < c->ow; j++)
+			r[j] = cols[j].l0 * s[cols[j].i0] + cols[j].l1 * s[cols[j].i1];
+	}
 	for (int64_t i = 0; i < c->oh; i++) {
-		const axis_tap *r = &c->rows[i];
-		float *top = gsrc + r->i0 * w, *bot = gsrc + r->i1 * w;
-		const float *g = gdst + i * c->ow;
-		if (c->mode == SKD_INTERP_NEAREST) {
+		const axis_tap *t = &c->rows[i];
+		const float *top = rows + t->i0 * c->ow, *bot = rows + t->i1 * c->ow;
+		float *d = dst + i * c->ow, l0 = t->l0, l1 = t->l1;
+		for (int64_t j = 0; j < c->ow; j++)
+			d[j] = l0 * top[j] + l1 * bot[j];
+	}
+}
+
+/* The transpose of resize_rows: gsrc (h×w, zeroed) += weights · gdst. Bilinear runs the
+ * separable form backwards (rows[h][ow], zeroed, gathers the output rows' shares; then each
+ * row scatters along its columns); nearest scatters directly. */
+static void resize_plane_backward(float *gsrc, const float *gdst, int64_t w, const interp_ctx *c,
+				  float *rows, int64_t h)
+{
+	const axis_tap *cols = c->cols;
+	if (c->mode == SKD_INTERP_NEAREST) {
+		for (int64_t i = 0; i < c->oh; i++) {
+			float *top = gsrc + c->rows[i].i0 * w;
+			const float *g = gdst + i * c->ow;
 			for (int64_t j = 0; j < c->ow; j++)
 				top[cols[j].i0] += g[j];
-			continue;
 		}
+		return;
+	}
+	for (int64_t k = 0; k < h * c->ow; k++)
+		rows[k] = 0.0f;
+	for (int64_t i = 0; i < c->oh; i++) {
+		const axis_tap *t = &c->rows[i];
+		const float *g = gdst + i * c->ow;
+		float *top = rows + t->i0 * c->ow, *bot = rows + t->i1 * c->ow, l0 = t->l0, l1 = t->l1;
+		for (int64_t j = 0; j < c->ow; j++)
+			top[j] += l0 * g[j];
+		for (int64_t j = 0; j < c->ow; j++)
+			bot[j] += l1 * g[j];
+	}
+	for (int64_t y = 0; y < h; y++) {
+		const float *r = rows + y * c->ow;
+		float *s = gsrc + y * w;
 		for (int64_t j = 0; j < c->ow; j++) {
-			const axis_tap *q = &cols[j];
-			float gt = r->l0 * g[j], gb = r->l1 * g[j];
-			top[q->i0] += q->l0 * gt;
-			top[q->i1] += q->l1 * gt;
-			bot[q->i0] += q->l0 * gb;
-			bot[q->i1] += q->l1 * gb;
+			s[cols[j].i0] += cols[j].l0 * r[j];
+			s[cols[j].i1] += cols[j].l1 * r[j];
 		}
 	}
 }
@@ -150,9 +187,24 @@ static int interpolate_backward(skd_node *node, const skd_tensor *g, skd_tensor 
 	int64_t planes = gx->shape[0] * gx->shape[1], h = gx->shape[2], w = gx->shape[3];
 	const float *gp = skd_tensor_f32(g);
 	float *gxp = skd_tensor_f32(gx);
-#pragma omp parallel for schedule(static) if (planes * c->oh * c->ow > SKD_PARALLEL_GRAIN)
-	for (int64_t p = 0; p < planes; p++)
-		resize_plane_backward(gxp + p * h * w, gp + p * c->oh * c->ow, w, c);
+	int rc = SKD_OK;
+#pragma omp parallel if (planes * c->oh * c->ow > SKD_PARALLEL_GRAIN)
+	{
+		float *rows = c->mode == SKD_INTERP_BILINEAR ? malloc(sizeof(float) * h * c->ow) : NULL;
+		if (c->mode == SKD_INTERP_BILINEAR && !rows) {
+#pragma omp atomic write
+			rc = SKD_ERR;
+		}
+#pragma omp for schedule(static)
+		for (int64_t p = 0; p < planes; p++)
+			if (rows || c->mode == SKD_INTERP_NEAREST)
+				resize_plane_backward(gxp + p * h * w, gp + p * c->oh * c->ow, w, c, rows, h);
+		free(rows);
+	}
+	if (rc) {
+		skd_tensor_release(gx);
+		return skd_error("interpolate: out of memory in backward");
+	}
 	gin[0] = gx;
 	return SKD_OK;
 }
@@ -197,12 +249,27 @@ skd_tensor *skd_interpolate(skd_tensor *x_in, int64_t oh, int64_t ow, skd_interp
 	}
 	const float *xp = skd_tensor_f32(x);
 	float *yp = skd_tensor_f32(out);
-	/* one task per output row of every plane: small batches of large maps still spread */
-	int64_t tasks = planes * oh;
+	if (mode == SKD_INTERP_NEAREST) {
+		/* one task per output row of every plane: small batches of large maps still spread */
+		int64_t tasks = planes * oh;
 #pragma omp parallel for schedule(static) if (tasks * ow > SKD_PARALLEL_GRAIN)
-	for (int64_t t = 0; t < tasks; t++) {
-		int64_t p = t / oh, i = t % oh;
-		resize_rows(yp + p * oh * ow, xp + p * h * w, w, c, i, i + 1);
+		for (int64_t t = 0; t < tasks; t++) {
+			int64_t p = t / oh, i = t % oh;
+			resize_rows(yp + p * oh * ow, xp + p * h * w, w, c, i, i + 1);
+		}
+	} else { /* one task per plane, with its buffer of column-resized rows */
+#pragma omp parallel if (planes * oh * ow > SKD_PARALLEL_GRAIN)
+		{
+			float *rows = malloc(sizeof(float) * h * ow);
+#pragma omp for schedule(static)
+			for (int64_t p = 0; p < planes; p++) {
+				if (rows)
+					bilinear_plane(yp + p * oh * ow, xp + p * h * w, h, w, c, rows);
+				else
+					resize_rows(yp + p * oh * ow, xp + p * h * w, w, c, 0, oh);
+			}
+			free(rows);
+		}
 	}
 	skd_tensor_release(x);
 	skd_node *node = skd_autograd_record(out, op, interpolate_backward, 1, &x_in);

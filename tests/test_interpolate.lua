@@ -123,7 +123,10 @@ R.test("interpolate forward and backward match PyTorch", function()
                                c[3], tostring(c[4]))
     T.eq(shape(ours[k][1]), shape(ref["y" .. k]), name .. " shape")
     T.near(ours[k][1], ref["y" .. k], 1e-6, name .. " forward")
-    T.near(ours[k][2], ref["g" .. k], 1e-5, name .. " backward")
+    -- the backward sums up to ~64 shares per input in a different order from PyTorch's
+    -- (separable: rows first), so it agrees to float32 rounding relative to the gradient
+    local gmax = ref["g" .. k]:abs():max():item()
+    T.near(ours[k][2], ref["g" .. k], 1e-6 * math.max(10, gmax), name .. " backward")
   end
 end)
 
