@@ -155,6 +155,47 @@ static int strip_segments(const wg_geom *g, int64_t row0, int64_t s0, int nt, se
 	return ns;
 }
 
+/* The segments of every strip of a chunk of tpc tiles, found once for all its channels (the
+ * divisions behind them cost as much as a narrow map's transform): strip s has count[s]
+ * segments at seg + s·STRIP. */
+typedef struct chunk_segs {
+	segment *seg;
+	int *count;
+} chunk_segs;
+
+/* false when out of memory: the caller then finds each strip's segments itself */
+static bool chunk_segments(const wg_geom *g, int64_t row0, int64_t tpc, chunk_segs *cs)
+{
+	int64_t strips = (tpc + STRIP - 1) / STRIP;
+	cs->seg = malloc(sizeof(segment) * STRIP * strips);
+	cs->count = malloc(sizeof(int) * strips);
+	if (!cs->seg || !cs->count) {
+		free(cs->seg);
+		free(cs->count);
+		cs->seg = NULL;
+		cs->count = NULL;
+		return false;
+	}
+	for (int64_t st = 0; st < strips; st++) {
+		int64_t s0 = st * STRIP;
+		int nt = tpc - s0 < STRIP ? (int)(tpc - s0) : STRIP;
+		cs->count[st] = strip_segments(g, row0, s0, nt, cs->seg + st * STRIP);
+	}
+	return true;
+}
+
+/* Strip s0 / STRIP's segments: from cs when it has them, else found into local. */
+static const segment *strip_of(const chunk_segs *cs, const wg_geom *g, int64_t row0, int64_t s0,
+			       int nt, segment *local, int *ns)
+{
+	if (cs->seg) {
+		*ns = cs->count[s0 / STRIP];
+		return cs->seg + s0;
+	}
+	*ns = strip_segments(g, row0, s0, nt, local);
+	return local;
+}
+
 /* tile[i·n + j][lane + t] = plane[r0 + i][c0 + t·m + j] (0 outside rows x cols) for the
  * segment's tiles t < len: entry (i, j) of n x n tiles whose corners are m apart. Each row is
  * first split by column phase (ph[r][t] = column t·m + r), a stride-m deinterleave that
@@ -255,12 +296,15 @@ static void transform_tiles(const wg_geom *g, const float *x, int64_t nch, int64
 	int m = g->k->m, aa = g->k->alpha * g->k->alpha;
 	int64_t tpc = nrows * g->tiles_w, strips = (tpc + STRIP - 1) / STRIP;
 	int64_t units = nch * strips;
+	chunk_segs cs;
+	chunk_segments(g, row0, tpc, &cs);
 #pragma omp parallel for schedule(static) if (units * STRIP * aa > SKD_PARALLEL_GRAIN)
 	for (int64_t u = 0; u < units; u++) {
 		int64_t c = u / strips, s0 = u % strips * STRIP;
 		int nt = tpc - s0 < STRIP ? (int)(tpc - s0) : STRIP;
-		segment seg[STRIP];
-		int ns = strip_segments(g, row0, s0, nt, seg);
+		segment local[STRIP];
+		int ns;
+		const segment *seg = strip_of(&cs, g, row0, s0, nt, local, &ns);
 		float tile[MAX_A * MAX_A][LANES], loc[MAX_A * MAX_A][STRIP];
 		const float *in[MAX_A * MAX_A];
 		float *out[MAX_A * MAX_A], *dst = v + c * tpc + s0;
@@ -292,6 +336,8 @@ static void transform_tiles(const wg_geom *g, const float *x, int64_t nch, int64
 			transform2d(f2.at, 1, MAX_A, 4, 2, in, out);
 		flush_outputs(dst, nch * tpc, nt, aa, loc);
 	}
+	free(cs.seg);
+	free(cs.count);
 }
 
 /* v[ξ][c][t] = (Bᵀ d B)[ξ] for the input tiles d of channel c of x (n, nch, h, w) in the
@@ -318,12 +364,15 @@ static void transform_output(const wg_geom *g, const float *mm, int64_t nch, int
 	int m = g->k->m, aa = g->k->alpha * g->k->alpha;
 	int64_t tpc = nrows * g->tiles_w, strips = (tpc + STRIP - 1) / STRIP;
 	int64_t units = nch * strips;
+	chunk_segs cs;
+	chunk_segments(g, row0, tpc, &cs);
 #pragma omp parallel for schedule(static) if (units * STRIP * aa > SKD_PARALLEL_GRAIN)
 	for (int64_t u = 0; u < units; u++) {
 		int64_t c = u / strips, s0 = u % strips * STRIP;
 		int nt = tpc - s0 < STRIP ? (int)(tpc - s0) : STRIP;
-		segment seg[STRIP];
-		int ns = strip_segments(g, row0, s0, nt, seg);
+		segment local[STRIP];
+		int ns;
+		const segment *seg = strip_of(&cs, g, row0, s0, nt, local, &ns);
 		float loc[MAX_A * MAX_A][STRIP], res[MAX_M * MAX_M][STRIP];
 		const float *in[MAX_A * MAX_A];
 		float *out[MAX_M * MAX_M];
@@ -348,6 +397,8 @@ static void transform_output(const wg_geom *g, const float *mm, int64_t nch, int
 			scatter_strip(res, 2, bv, yc, stride, g->oh, g->ow, seg, ns);
 		}
 	}
+	free(cs.seg);
+	free(cs.count);
 }
 
 /* u[ξ][k][c] = (G g Gᵀ)[ξ] for the 3x3 kernel g of output channel k, input channel c, taken
