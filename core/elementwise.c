@@ -191,27 +191,28 @@ static int muldiv_backward(skd_node *n, const skd_tensor *g, skd_tensor **gin)
 	for (int i = 0; i < 2; i++) {
 		if (!skd_node_needs_grad(n, i))
 			continue;
-		skd_tensor *full;
-		if (n->iarg[0] == OP_MUL) {
-			full = skd_mul(gg, i == 0 ? b : a);
-		} else if (i == 0) {
-			full = skd_div(gg, b);
-		} else if (skd_tensor_numel(b) == 1) { /* −Σ g·a / b²: one pass, not three */
-			float bv = skd_tensor_f32(b)[0];
-			full = skd_mul(gg, a);
-			if (full)
-				skd_mul_scalar_(full, -1.0 / ((double)bv * bv));
-		} else {
-			skd_tensor *q = skd_div(a, b), *qb = q ? skd_div(q, b) : NULL;
-			full = qb ? skd_mul(gg, qb) : NULL;
-			if (full)
-				skd_mul_scalar_(full, -1.0);
-			skd_tensor_release(q);
-			skd_tensor_release(qb);
+		const int64_t *shape = n->inputs[i].shape;
+		int ndim = n->inputs[i].ndim;
+		if (n->iarg[0] == OP_DIV && i == 1) {
+			/* −Σ g·a / b²: b is constant along the dimensions the sum runs over, so it
+			 * divides the reduced sum (one pass over the broadcast shape, not three) */
+			skd_tensor *ga = skd_mul(gg, a);
+			skd_tensor *sum = ga ? skd_sum_to_shape(ga, ndim, shape) : NULL;
+			skd_tensor *bb = sum ? skd_mul(b, b) : NULL;
+			gin[1] = bb ? skd_div(sum, bb) : NULL;
+			if (gin[1])
+				skd_mul_scalar_(gin[1], -1.0);
+			skd_tensor_release(ga);
+			skd_tensor_release(sum);
+			skd_tensor_release(bb);
+			if (!gin[1])
+				return SKD_ERR;
+			continue;
 		}
+		skd_tensor *full = n->iarg[0] == OP_MUL ? skd_mul(gg, i == 0 ? b : a) : skd_div(gg, b);
 		if (!full)
 			return SKD_ERR;
-		gin[i] = skd_sum_to_shape(full, n->inputs[i].ndim, n->inputs[i].shape);
+		gin[i] = skd_sum_to_shape(full, ndim, shape);
 		skd_tensor_release(full);
 		if (!gin[i])
 			return SKD_ERR;

@@ -163,8 +163,8 @@ typedef struct chunk_segs {
 	int *count;
 } chunk_segs;
 
-/* false when out of memory: the caller then finds each strip's segments itself */
-static bool chunk_segments(const wg_geom *g, int64_t row0, int64_t tpc, chunk_segs *cs)
+/* Out of memory, cs->seg is NULL and strip_of finds each strip's segments where it is used. */
+static void chunk_segments(const wg_geom *g, int64_t row0, int64_t tpc, chunk_segs *cs)
 {
 	int64_t strips = (tpc + STRIP - 1) / STRIP;
 	cs->seg = malloc(sizeof(segment) * STRIP * strips);
@@ -174,14 +174,13 @@ static bool chunk_segments(const wg_geom *g, int64_t row0, int64_t tpc, chunk_se
 		free(cs->count);
 		cs->seg = NULL;
 		cs->count = NULL;
-		return false;
+		return;
 	}
 	for (int64_t st = 0; st < strips; st++) {
 		int64_t s0 = st * STRIP;
 		int nt = tpc - s0 < STRIP ? (int)(tpc - s0) : STRIP;
 		cs->count[st] = strip_segments(g, row0, s0, nt, cs->seg + st * STRIP);
 	}
-	return true;
 }
 
 /* Strip s0 / STRIP's segments: from cs when it has them, else found into local. */
