@@ -118,10 +118,11 @@ skd_tensor *skd_log_softmax(skd_tensor *x, int dim);
 
 /* --- loss.c --- */
 typedef enum { SKD_REDUCTION_MEAN, SKD_REDUCTION_SUM, SKD_REDUCTION_NONE } skd_reduction;
-/* logits: (N,C,...) float; target: (N,...) int32 class ids. Mean over non-ignored elements
+/* logits: (N,C,...) float; target: (N,...) int32 class ids; weight: NULL or C floats ≥ 0, a
+ * per-class factor (as PyTorch's weight=). Mean over non-ignored elements, weighted by class
  * (0 if all are ignored). A target outside [0,C) other than ignore_index is an error. */
-skd_tensor *skd_cross_entropy(skd_tensor *logits, skd_tensor *target, int ignore_index,
-			      skd_reduction reduction);
+skd_tensor *skd_cross_entropy(skd_tensor *logits, skd_tensor *target, const skd_tensor *weight,
+			      int ignore_index, skd_reduction reduction);
 
 /* --- affinity.c: pair-wise distillation kernels (method.md §2) ---
  * Nodes are (B, C, N): N = nh·nw graph nodes in row-major grid order. None of these forms an

@@ -23,6 +23,7 @@ local opts = E.parse_args(arg, {
   {"val-n", "number", 100, "synthetic validation images"},
   {"lr", "number", 0.01, "base learning rate (poly decay)"},
   {"seed", "number", 1, "seed"},
+  {"class-weights", "string", "none", "none | median (median-frequency balancing of the CE)"},
   {"flip-eval", "flag", nil, "average the prediction with the mirrored image's"},
   {"resume", "flag", nil, "resume from the run's last checkpoint"},
   {"results", "string", "results", "output folder"},
@@ -35,8 +36,22 @@ end
 local student = opts.role == "student"
 if opts.dataset ~= "synthetic" then opts.crop = opts.crop or "176x240" end
 
+if opts.class_weights ~= "none" and opts.class_weights ~= "median" then
+  io.stderr:write("--class-weights must be none or median, got " .. opts.class_weights .. "\n"); os.exit(1)
+end
+
 local train_ds, val_ds = E.datasets(opts)
 local nc = #train_ds.classes
+local class_weights
+if opts.class_weights == "median" then
+  local freq
+  class_weights, freq = skd.data.class_weights(train_ds, {samples = 200})
+  local parts = {}
+  for c = 1, nc do
+    parts[c] = string.format("%s %.2f", train_ds.classes[c], class_weights:get(c))
+  end
+  io.stderr:write("class weights (median frequency, 200 training images): " .. table.concat(parts, ", ") .. "\n")
+end
 local depth = opts.depth or 18
 local width = opts.width or (student and 0.5 or 1.0)
 local head = opts.head or (student and 128 or 512)
@@ -52,7 +67,8 @@ io.stderr:write(string.format("%s: PSPNet-ResNet%d (width %g, head %d), %.2f M p
 local t0 = skd.clock()
 local r = E.train_alone(net, train_ds, opts, {name = opts.role, iterations = opts.iterations,
   log = dir .. "/" .. name .. "-log.jsonl", checkpoint = dir .. "/" .. name .. "-last.safetensors",
-  checkpoint_every = tonumber(os.getenv("SKD_CHECKPOINT_EVERY")) or 200, resume = opts.resume})
+  checkpoint_every = tonumber(os.getenv("SKD_CHECKPOINT_EVERY")) or 200, resume = opts.resume,
+  class_weights = class_weights})
 if r.interrupted then os.exit(130) end
 local seconds = skd.clock() - t0
 local cm = E.evaluate(net, val_ds, opts)
@@ -63,6 +79,6 @@ local path = dir .. "/" .. name .. ".safetensors"
 local script = utils.read_file(arg[0]) or ""
 skd.save(path, net:state_dict(), {role = opts.role, miou = string.format("%.4f", cm:miou()),
   dataset = opts.dataset, iterations = tostring(opts.iterations), seed = tostring(opts.seed),
-  train_seconds = string.format("%.1f", seconds), images_per_second = string.format("%.2f", r.images_per_second),
+  train_seconds = string.format("%.1f", seconds), class_weights = opts.class_weights, images_per_second = string.format("%.2f", r.images_per_second),
   script_hash = utils.hash(script), arch = name})
 io.stderr:write("saved " .. path .. "\n")

@@ -188,12 +188,14 @@ static int l_log_softmax(lua_State *L)
 	return 1;
 }
 
-/* skd.cross_entropy(logits, target, {ignore_index=255, reduction="mean"|"sum"|"none"}) */
+/* skd.cross_entropy(logits, target, {ignore_index=255, reduction="mean"|"sum"|"none",
+ *                   weight=C-vector of class weights}) */
 static int l_cross_entropy(lua_State *L)
 {
 	skd_tensor *z = lskd_checktensor(L, 1), *y = lskd_checktensor(L, 2);
 	int ignore = lskd_optint(L, 3, "cross_entropy", "ignore_index", 255);
 	const char *red = lskd_optstr(L, 3, "cross_entropy", "reduction", "mean");
+	skd_tensor *weight = lskd_opttensorfield(L, 3, "cross_entropy", "weight");
 	skd_reduction r;
 	if (!strcmp(red, "mean"))
 		r = SKD_REDUCTION_MEAN;
@@ -203,7 +205,7 @@ static int l_cross_entropy(lua_State *L)
 		r = SKD_REDUCTION_NONE;
 	else
 		return luaL_error(L, "cross_entropy: reduction must be \"mean\", \"sum\" or \"none\", got \"%s\"", red);
-	lskd_pushtensor(L, skd_cross_entropy(z, y, ignore, r));
+	lskd_pushtensor(L, skd_cross_entropy(z, y, weight, ignore, r));
 	return 1;
 }
 

@@ -96,6 +96,18 @@ int lskd_optint(lua_State *L, int idx, const char *op, const char *field, int de
 	return v;
 }
 
+/* options[field] as a tensor, NULL when absent. The options table keeps it alive for the call. */
+skd_tensor *lskd_opttensorfield(lua_State *L, int idx, const char *op, const char *field)
+{
+	idx = lua_absindex(L, idx);
+	int t = push_opt(L, idx, op, field);
+	skd_tensor *v = NULL;
+	if (t != LUA_TNIL && !(v = lskd_opttensor(L, -1)))
+		opt_type_error(L, op, field, "a tensor");
+	lua_pop(L, 1);
+	return v;
+}
+
 int lskd_optbool(lua_State *L, int idx, const char *op, const char *field, int def)
 {
 	idx = lua_absindex(L, idx);

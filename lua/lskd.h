@@ -29,6 +29,7 @@ int lskd_checkdim(lua_State *L, int idx, int ndim, int extra);
 double lskd_optnum(lua_State *L, int idx, const char *op, const char *field, double def);
 int lskd_optint(lua_State *L, int idx, const char *op, const char *field, int def);
 int lskd_optbool(lua_State *L, int idx, const char *op, const char *field, int def);
+skd_tensor *lskd_opttensorfield(lua_State *L, int idx, const char *op, const char *field);
 const char *lskd_optstr(lua_State *L, int idx, const char *op, const char *field, const char *def);
 /* A number or a {h, w} pair, e.g. stride = 2 or stride = {2, 1}. */
 void lskd_optpair(lua_State *L, int idx, const char *op, const char *field, int def, int out[2]);

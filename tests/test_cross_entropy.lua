@@ -1,4 +1,5 @@
--- cross_entropy(logits (N,C,...), target (N,...) int32 class ids, {ignore_index, reduction}):
+-- cross_entropy(logits (N,C,...), target (N,...) int32 class ids, {ignore_index, reduction,
+-- weight}):
 -- values and gradients by hand, the all-ignored case, finite differences, PyTorch as a
 -- reference where installed, errors by message.
 local T = require "harness"
@@ -43,6 +44,24 @@ T.test("gradient by hand: (softmax − onehot)/count, zero at the ignored pixel"
   T.near(z.grad, want, 1e-6)
 end)
 
+T.test("class weights by hand: the mean divides by the targets' weights, as PyTorch", function()
+  local z, y = three_pixels()                    -- targets 2, 255, 1 (0-based)
+  local a = skd.tensor({5, 0.5, 3})              -- pixel 1 weighs a[2] = 3, pixel 3 a[1] = 0.5
+  T.near(skd.cross_entropy(z, y, {weight = a}), (3 * L1 + 0.5 * L3) / 3.5, 1e-6)
+  T.near(skd.cross_entropy(z, y, {weight = a, reduction = "sum"}), 3 * L1 + 0.5 * L3, 1e-5)
+  T.near(skd.cross_entropy(z, y, {weight = a, reduction = "none"}), {3 * L1, 0, 0.5 * L3}, 1e-6)
+  z:requires_grad()
+  skd.cross_entropy(z, y, {weight = a}):backward()
+  local p1 = {math.exp(-2) / Z, math.exp(-1) / Z, 1 / Z}
+  local p3 = {1 / Z, math.exp(-1) / Z, math.exp(-2) / Z}
+  local s1, s3 = 3 / 3.5, 0.5 / 3.5
+  T.near(z.grad, {p1[1] * s1, 0, p3[1] * s3,
+                  p1[2] * s1, 0, (p3[2] - 1) * s3,
+                  (p1[3] - 1) * s1, 0, p3[3] * s3}, 1e-6)
+  -- weights of 0 on every present class: the mean is 0, not 0/0
+  T.eq(skd.cross_entropy(z, y, {weight = skd.tensor({1, 0, 0})}):item(), 0)
+end)
+
 T.test("all pixels ignored: mean is 0 with a zero gradient (PyTorch gives NaN)", function()
   local z = skd.randn(2, 4, 3, 3):requires_grad()
   local y = skd.full({2, 3, 3}, 255):int()
@@ -79,6 +98,15 @@ T.test("gradcheck with ignored pixels: mean, sum, none", function()
   T.gradcheck(function(t) return skd.cross_entropy(t:transpose(3, 4), y) end, {zt})
 end)
 
+T.test("gradcheck with class weights: mean, sum, none", function()
+  local y = targets(2, 5, 3, 4, 4)
+  local z = skd.randn(2, 5, 3, 4):requires_grad()
+  local a = skd.tensor({0.2, 1.5, 3, 0, 0.7})
+  for _, red in ipairs({"mean", "sum", "none"}) do
+    T.gradcheck(function(t) return skd.cross_entropy(t, y, {reduction = red, weight = a}) end, {z})
+  end
+end)
+
 T.test("cross_entropy repeats bit for bit across thread counts", function()
   local y = targets(4, 19, 64, 64, 7)
   local z = skd.randn(4, 19, 64, 64)
@@ -88,6 +116,30 @@ T.test("cross_entropy repeats bit for bit across thread counts", function()
     l:backward()
     return l:item(), zz.grad
   end)
+end)
+
+R.test("cross_entropy with class weights matches PyTorch (mean, sum, none)", function()
+  local z, y, w = skd.randn(3, 6, 5, 7) * 2, targets(3, 6, 5, 7, 5), skd.randn(3, 5, 7)
+  local a = skd.rand(6) * 4
+  local ref = R.run([[
+outs = {}
+for red in ("mean", "sum", "none"):
+  zz = z.clone().requires_grad_()
+  l = F.cross_entropy(zz, y, weight=a, ignore_index=255, reduction=red)
+  (l if red != "none" else (l * w).sum()).backward()
+  outs[red] = (l, zz.grad)
+lm, gm = outs["mean"]
+ls, gs = outs["sum"]
+ln, gn = outs["none"]
+]], {z = z, y = y, w = w, a = a}, {"lm", "gm", "ls", "gs", "ln", "gn"})
+  for _, red in ipairs({"mean", "sum", "none"}) do
+    local zz = z:clone():requires_grad()
+    local l = skd.cross_entropy(zz, y, {reduction = red, weight = a})
+    ;(red == "none" and (l * w):sum() or l):backward()
+    local tol = red == "sum" and 1e-3 or 1e-5
+    T.near(l, ref["l" .. red:sub(1, 1)], tol, red)
+    T.near(zz.grad, ref["g" .. red:sub(1, 1)], tol / 10, red .. " grad")
+  end
 end)
 
 R.test("cross_entropy matches PyTorch (mean, sum, none; ignore 255)", function()
@@ -141,6 +193,16 @@ T.test("bad cross_entropy calls raise errors naming the op, value, position and 
     {function() skd.cross_entropy(skd.randn(3), skd.zeros(3):int()) end, "cross_entropy", "2 dims"},
     {function() skd.cross_entropy(z, y, {reduction = "avg"}) end, "cross_entropy", "reduction", "avg"},
     {function() skd.cross_entropy(z, nil) end, "tensor expected"},
+    {function() skd.cross_entropy(z, y, {weight = skd.ones(4)}) end, "cross_entropy",
+     "class weights", "vector of 3", "2x3x4x4", "float32 4"},
+    {function() skd.cross_entropy(z, y, {weight = skd.ones(3):int()}) end, "cross_entropy",
+     "class weights", "int32"},
+    {function() skd.cross_entropy(z, y, {weight = skd.tensor({1, -2, 1})}) end, "cross_entropy",
+     "class weight 2 is -2", ">= 0"},
+    {function() skd.cross_entropy(z, y, {weight = skd.tensor({1, 0 / 0, 1})}) end, "cross_entropy",
+     "class weight 2", "finite"},
+    {function() skd.cross_entropy(z, y, {weight = {1, 2, 3}}) end, "cross_entropy",
+     "option 'weight' expects a tensor", "table"},
   }
   T.raises_each(bad)
 end)

@@ -316,5 +316,31 @@ T.test("transform options are checked", function()
   T.raises(function() tf({image = skd.rand(3, 5, 5), label = skd.zeros(5, 4, int)}) end, "label", "image's size")
 end)
 
+T.test("class_weights: median-frequency balancing by hand", function()
+  -- two 2x2 images, 3 classes. Class 1: 3 pixels in images of 3 + 4 labelled pixels (f 3/7);
+  -- class 2: 1 pixel in an image of 3 (f 1/3); class 3: 3 of 4 (f 3/4). The median f is 3/7.
+  local function lab(t) return skd.tensor(t, {dtype = "int32"}) end
+  local ds = {num_classes = 3,
+              {image = skd.zeros(3, 2, 2), label = lab({{0, 0}, {1, 255}})},
+              {image = skd.zeros(3, 2, 2), label = lab({{0, 2}, {2, 2}})}}
+  local w, f = skd.data.class_weights(ds)
+  T.near(f, {3 / 7, 1 / 3, 3 / 4}, 1e-12)
+  T.near(w, {1, 9 / 7, 4 / 7}, 1e-6)
+  -- a class that never appears weighs 0; only appearing classes enter the median
+  local w4 = skd.data.class_weights({num_classes = 4, ds[1], ds[2]})
+  T.near(w4, {1, 9 / 7, 4 / 7, 0}, 1e-6)
+  -- the synthetic default: rare classes (pole, sign, pedestrian, bicyclist) weigh > 1,
+  -- sky, building and road < 1
+  local syn = skd.data.synthetic{split = "train", n = 40, size = {48, 64}, seed = 3}
+  local ws = skd.data.class_weights(syn, {samples = 20})
+  for _, c in ipairs({3, 7, 10, 11}) do T.ok(ws:get(c) > 1, syn.classes[c] .. " weighs > 1") end
+  for _, c in ipairs({1, 2, 4}) do T.ok(ws:get(c) < 1, syn.classes[c] .. " weighs < 1") end
+  T.raises(function() skd.data.class_weights({num_classes = 2}) end, "class_weights", "non-empty")
+  T.raises(function() skd.data.class_weights(ds, {samples = 0}) end, "class_weights", "samples")
+  T.raises(function()
+    skd.data.class_weights({num_classes = 2, {image = skd.zeros(3, 1, 1), label = lab({{255}})}})
+  end, "class_weights", "no labelled pixel")
+end)
+
 os.execute("rm -rf '" .. tmp .. "'")
 T.done()

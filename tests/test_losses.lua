@@ -32,6 +32,9 @@ T.test("cross_entropy upsamples logits to the label size and ignores 255, by han
   T.eq(pcall(L.cross_entropy, z, y2), false) -- 7 is not a class of 2
   local y3 = skd.tensor({{{0, 1, 1}, {0, 1, 0}, {1, 0, 1}}}, {dtype = "int32"})
   T.near(L.cross_entropy(z, y3, {ignore_index = 9}):item(), want2, 1e-6)
+  -- class weights: the two 0s count 3 times each, the five 1s once
+  local want3 = (3 * 2 * -log(0.25) + 5 * -log(0.75)) / (3 * 2 + 5)
+  T.near(L.cross_entropy(z, y, {weight = skd.tensor({3, 1})}):item(), want3, 1e-6)
 end)
 
 T.test("cross_entropy = skd.cross_entropy on bilinear align_corners=true logits", function()

@@ -11,6 +11,7 @@
 --   for batch in ld do ... end         -- one epoch: {image = Bx3xHxW, label = BxHxW, index = {..}}
 --   ld:next()                          -- the next batch, rolling over into the next epoch
 --   ld:state() -> {epoch =, position =}; ld:set_state(s) resumes exactly there.
+--   skd.data.class_weights(ds, {samples = 200}) -> C-vector for cross_entropy's weight, frequencies
 local data = {}
 
 data.camvid_classes = {"Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol",
@@ -128,6 +129,53 @@ local function as_handle(ds)
     local s = ds[i]
     return s.image, s.label
   end)
+end
+
+-- Class weights against imbalance: median-frequency balancing (Eigen & Fergus 2015; SegNet's
+-- CamVid recipe). f_c = pixels of class c / pixels of the images in which c appears, and
+-- a_c = median(f) / f_c over the classes that appear; a class absent from the scanned samples
+-- gets 0 (it has no pixel to weigh). opts.samples: scan that many samples spread evenly over
+-- the dataset (default all). Returns the weights as a float tensor and {f_1, ..., f_C}.
+function data.class_weights(ds, opts)
+  opts = opt_table("class_weights", opts)
+  local n = #ds
+  local C = rawget(ds, "num_classes")
+  if math.type(C) ~= "integer" or n < 1 then
+    error("class_weights: expects a non-empty dataset with num_classes (skd.data.*), got " .. tostring(ds), 2)
+  end
+  local m = opts.samples or n
+  if math.type(m) ~= "integer" or m < 1 then
+    error("class_weights: samples must be a positive integer, got " .. tostring(opts.samples), 2)
+  end
+  m = math.min(m, n)
+  local pixels, present = {}, {}
+  for c = 1, C do pixels[c], present[c] = 0, 0 end
+  local cm = skd._confusion(C, opts.ignore_index or 255)
+  for k = 0, m - 1 do
+    local label = ds[1 + (k * n) // m].label
+    cm:reset()
+    cm:add(label:unsqueeze(1), label:unsqueeze(1)) -- the diagonal counts each class's pixels
+    local counts, total = {}, 0
+    for c = 1, C do counts[c] = cm:count(c, c); total = total + counts[c] end
+    for c = 1, C do
+      if counts[c] > 0 then
+        pixels[c] = pixels[c] + counts[c]
+        present[c] = present[c] + total
+      end
+    end
+  end
+  local freq, seen = {}, {}
+  for c = 1, C do
+    freq[c] = present[c] > 0 and pixels[c] / present[c] or 0
+    if freq[c] > 0 then seen[#seen + 1] = freq[c] end
+  end
+  if #seen == 0 then error("class_weights: no labelled pixel in " .. m .. " samples", 2) end
+  table.sort(seen)
+  local h = #seen // 2
+  local median = #seen % 2 == 1 and seen[h + 1] or (seen[h] + seen[h + 1]) / 2
+  local w = {}
+  for c = 1, C do w[c] = freq[c] > 0 and median / freq[c] or 0 end
+  return skd.tensor(w), freq
 end
 
 -- ---------------------------------------------------------------- augmentation

@@ -3,7 +3,7 @@
 -- transfer comparison points, and the holistic Wasserstein critic with its gradient penalty.
 --
 --   L = skd.losses
---   L.cross_entropy(z, y, {ignore_index = 255})
+--   L.cross_entropy(z, y, {ignore_index = 255, weight = class weights (skd.data.class_weights)})
 --   L.pixel_kl(zs, zt, {T = 1, reduction = "mean"|"batchsum", mask_ignore = false, labels = y})
 --   L.pairwise(fs, ft, {beta = 2 | grid = k, pool = "avg"|"max", alpha = nil, detach_norm = false})
 --   L.affinity(f, opts) -> B×N×N, nh, nw        L.affinity_row(f, i | {r, c}, opts) -> B×N, nh, nw
@@ -73,9 +73,10 @@ end
 -- ---------- §0: cross-entropy ----------
 
 -- Logits upsampled (bilinear, align_corners = true) to the label size when they differ, then
--- pixel-averaged cross-entropy ignoring ignore_index.
+-- pixel-averaged cross-entropy ignoring ignore_index; with weight (C floats) each pixel counts
+-- a[y] times, the mean divided by the pixels' total weight (PyTorch's weight=).
 function losses.cross_entropy(z, y, opts)
-  opts = check_opts("cross_entropy", opts, set("ignore_index"))
+  opts = check_opts("cross_entropy", opts, set("ignore_index", "weight"))
   check_map("cross_entropy", "logits", z)
   if not skd.is_tensor(y) or y:dim() ~= 3 then
     error("cross_entropy: labels must be a B x H x W int32 tensor", 2)
@@ -84,7 +85,7 @@ function losses.cross_entropy(z, y, opts)
   if z:size(3) ~= H or z:size(4) ~= W then
     z = skd.interpolate(z, {H, W}, {mode = "bilinear", align_corners = true})
   end
-  return skd.cross_entropy(z, y, {ignore_index = opts.ignore_index or 255})
+  return skd.cross_entropy(z, y, {ignore_index = opts.ignore_index or 255, weight = opts.weight})
 end
 
 -- ---------- §1: pixel-wise distillation ----------
