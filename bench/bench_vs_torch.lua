@@ -67,6 +67,10 @@ end
 
 local function emit_memory(case)
   emit_value(case, "hwm_kib", status_kib("VmHWM"))
+  -- tensor storage at its highest: needed by the computation, and held with the cache
+  local m = skd.memory()
+  emit_value(case, "peak_in_use_kib", m.peak_in_use // 1024)
+  emit_value(case, "peak_held_kib", m.peak_held // 1024)
   emit_value(case, "base_kib", BASE_KIB)
   emit_value(case, "threads", skd.threads())
   emit_value(case, "load", load_average())

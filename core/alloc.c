@@ -39,6 +39,7 @@ typedef struct sizeclass {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static sizeclass *buckets[NBUCKETS];
 static size_t in_use, cached;
+static size_t peak_in_use, peak_held; /* highs of in_use and in_use + cached since the last reset */
 
 static size_t round_size(size_t n)
 {
@@ -155,6 +156,8 @@ void *skd_alloc(size_t nbytes)
 		c->free = b->next;
 		cached -= c->size;
 		in_use += c->size;
+		if (in_use > peak_in_use)
+			peak_in_use = in_use;
 		p = b;
 	}
 	pthread_mutex_unlock(&lock);
@@ -170,6 +173,10 @@ void *skd_alloc(size_t nbytes)
 		return skd_error_null("out of memory (asked for %zu bytes)", nbytes);
 	pthread_mutex_lock(&lock);
 	in_use += size;
+	if (in_use > peak_in_use)
+		peak_in_use = in_use;
+	if (in_use + cached > peak_held)
+		peak_held = in_use + cached;
 	pthread_mutex_unlock(&lock);
 	return p;
 }
@@ -213,6 +220,24 @@ size_t skd_alloc_bytes_cached(void)
 	size_t n = cached;
 	pthread_mutex_unlock(&lock);
 	return n;
+}
+
+/* The highest bytes in use, and held (in use + cached), since the last reset: the first is
+ * what the computation needs, the gap to the second what the cache keeps beside it. */
+void skd_alloc_peaks(size_t *in_use_peak, size_t *held_peak)
+{
+	pthread_mutex_lock(&lock);
+	*in_use_peak = peak_in_use;
+	*held_peak = peak_held;
+	pthread_mutex_unlock(&lock);
+}
+
+void skd_alloc_reset_peaks(void)
+{
+	pthread_mutex_lock(&lock);
+	peak_in_use = in_use;
+	peak_held = in_use + cached;
+	pthread_mutex_unlock(&lock);
 }
 
 void skd_alloc_empty_cache(void)

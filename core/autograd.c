@@ -79,6 +79,19 @@ bool skd_node_needs_grad(const skd_node *node, int i)
 	return i >= 0 && i < node->n_inputs && (node->inputs[i].fn || node->inputs[i].leaf);
 }
 
+skd_tensor *skd_grad_buffer(const skd_tensor *g, int ndim, const int64_t *shape)
+{
+	/* g's one reference is the backward pass's (run_node's), and its storage is its own:
+	 * nothing else can see the values change */
+	bool own = g->refcount == 1 && g->storage->refcount == 1 && g->dtype == SKD_FLOAT32 &&
+		   !g->grad_fn && g->ndim == ndim && skd_tensor_is_contiguous(g);
+	for (int d = 0; own && d < ndim; d++)
+		own = g->shape[d] == shape[d];
+	if (own)
+		return skd_tensor_retain((skd_tensor *)g);
+	return skd_tensor_empty(SKD_FLOAT32, ndim, shape);
+}
+
 static void release_saved(skd_node *node)
 {
 	for (int k = 0; k < node->n_saved; k++) {

@@ -67,6 +67,11 @@ skd_node *skd_autograd_record(skd_tensor *out, const char *op, skd_backward_fn b
  * own output makes no reference cycle. NULL is saved as NULL. Read back as node->saved[k]. */
 void skd_node_save(skd_node *node, skd_tensor *t);
 bool skd_node_needs_grad(const skd_node *node, int i);
+/* For an element-wise backward: the output gradient g itself when nothing but this backward
+ * pass holds it (so the input gradient may overwrite it, one buffer less at the peak), else a
+ * new float tensor of the given shape. A new reference; the kernel must read g[i] before it
+ * writes element i. */
+skd_tensor *skd_grad_buffer(const skd_tensor *g, int ndim, const int64_t *shape);
 
 /* --- running --- */
 /* Backpropagates from root. grad_output NULL means 1 (root must then have one element). */

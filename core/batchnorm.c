@@ -161,7 +161,7 @@ static int batch_norm_backward(skd_node *node, const skd_tensor *g, skd_tensor *
 	}
 	int rc = SKD_OK;
 	if (skd_node_needs_grad(node, 0)) {
-		skd_tensor *gx = skd_tensor_empty(SKD_FLOAT32, x->ndim, x->shape);
+		skd_tensor *gx = skd_grad_buffer(g, x->ndim, x->shape); /* may be g: read first */
 		if (gx) {
 			float *gxp = skd_tensor_f32(gx);
 			double count = (double)(n * s);
@@ -175,9 +175,11 @@ static int batch_norm_backward(skd_node *node, const skd_tensor *g, skd_tensor *
 				if (training) {
 					float mean_g = (float)(sum_g[ch] / count);
 					float proj = (float)(sum_gxc[ch] / count) * inv * inv;
+#pragma omp simd
 					for (int64_t i = 0; i < s; i++)
 						o[i] = (pg[i] - mean_g - (px[i] - m) * proj) * scale;
 				} else {
+#pragma omp simd
 					for (int64_t i = 0; i < s; i++)
 						o[i] = pg[i] * scale;
 				}

@@ -286,13 +286,14 @@ static inline float pick_pos(float c, float a, float b)
 	return c > 0.0f ? a : b;
 }
 
-/* gx = g * dy/dx, written with whichever of x (input) and y (output) the derivative needs. */
-static void unary_grad_kernel(unop op, float *restrict gx, const float *restrict g,
-			      const float *restrict x, const float *restrict y,
-			      int64_t n, float s)
+/* gx = g * dy/dx, written with whichever of x (input) and y (output) the derivative needs.
+ * gx may be g itself (skd_grad_buffer): element i is read before it is written, and `simd`
+ * vectorises without the overlap test that would send gx == g down the scalar path. */
+static void unary_grad_kernel(unop op, float *gx, const float *g, const float *restrict x,
+			      const float *restrict y, int64_t n, float s)
 {
 #define LOOP(EXPR)                                                                           \
-	_Pragma("omp parallel for schedule(static) if (n > SKD_PARALLEL_GRAIN)")             \
+	_Pragma("omp parallel for simd schedule(static) if (n > SKD_PARALLEL_GRAIN)")        \
 	for (int64_t i = 0; i < n; i++)                                                      \
 		gx[i] = (EXPR);                                                              \
 	break
@@ -317,7 +318,7 @@ static void unary_grad_kernel(unop op, float *restrict gx, const float *restrict
 
 static int unary_backward(skd_node *n, const skd_tensor *g, skd_tensor **gin)
 {
-	skd_tensor *gx = skd_tensor_empty(SKD_FLOAT32, n->inputs[0].ndim, n->inputs[0].shape);
+	skd_tensor *gx = skd_grad_buffer(g, n->inputs[0].ndim, n->inputs[0].shape);
 	if (!gx)
 		return SKD_ERR;
 	const float *x = n->saved[0] ? skd_tensor_f32(n->saved[0]) : NULL;

@@ -111,6 +111,8 @@ void *skd_alloc(size_t nbytes);
 void skd_free(void *p, size_t nbytes);
 size_t skd_alloc_bytes_in_use(void);
 size_t skd_alloc_bytes_cached(void);
+void skd_alloc_peaks(size_t *in_use_peak, size_t *held_peak); /* since the last reset */
+void skd_alloc_reset_peaks(void);
 void skd_alloc_empty_cache(void);
 
 #endif

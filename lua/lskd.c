@@ -259,14 +259,29 @@ static int l_grad_enabled(lua_State *L)
 	return 1;
 }
 
+/* skd.memory() -> {in_use, cached, peak_in_use, peak_held} in bytes of tensor storage; the
+ * peaks since skd.reset_peak_memory() (or the start). */
 static int l_memory(lua_State *L)
 {
-	lua_createtable(L, 0, 2);
+	size_t peak_in_use, peak_held;
+	skd_alloc_peaks(&peak_in_use, &peak_held);
+	lua_createtable(L, 0, 4);
 	lua_pushinteger(L, (lua_Integer)skd_alloc_bytes_in_use());
 	lua_setfield(L, -2, "in_use");
 	lua_pushinteger(L, (lua_Integer)skd_alloc_bytes_cached());
 	lua_setfield(L, -2, "cached");
+	lua_pushinteger(L, (lua_Integer)peak_in_use);
+	lua_setfield(L, -2, "peak_in_use");
+	lua_pushinteger(L, (lua_Integer)peak_held);
+	lua_setfield(L, -2, "peak_held");
 	return 1;
+}
+
+static int l_reset_peak_memory(lua_State *L)
+{
+	(void)L;
+	skd_alloc_reset_peaks();
+	return 0;
 }
 
 static int l_empty_cache(lua_State *L)
@@ -480,6 +495,7 @@ static const luaL_Reg module_fns[] = {
 	{"no_grad", l_no_grad},
 	{"grad_enabled", l_grad_enabled},
 	{"memory", l_memory},
+	{"reset_peak_memory", l_reset_peak_memory},
 	{"empty_cache", l_empty_cache},
 	{"gradcheck", l_gradcheck},
 	{"rng_state", l_rng_state},

@@ -153,4 +153,59 @@ T.test("the cache: a big request reuses a cached block up to twice its size; emp
   T.eq(skd.memory().cached, 0, "empty_cache drops every block")
 end)
 
+T.test("peak memory: skd.memory() reports the highs since reset_peak_memory()", function()
+  collectgarbage(); collectgarbage()
+  skd.reset_peak_memory()
+  local m0 = skd.memory()
+  T.eq(m0.peak_in_use, m0.in_use)
+  T.eq(m0.peak_held, m0.in_use + m0.cached)
+  local a = skd.empty(4 << 20)                    -- 16 MiB
+  a = nil; collectgarbage(); collectgarbage()
+  local m1 = skd.memory()
+  T.eq(m1.in_use, m0.in_use, "freed")
+  T.ok(m1.peak_in_use >= m0.in_use + 16 * 2 ^ 20, "the peak remembers the 16 MiB")
+  skd.reset_peak_memory()
+  T.eq(skd.memory().peak_in_use, m1.in_use, "reset to what is in use now")
+end)
+
+-- 1 where t > 0, else 0 (t: 2-d)
+local function positive(t)
+  local v = t:reshape(t:numel()):totable()
+  for i = 1, #v do v[i] = v[i] > 0 and 1 or 0 end
+  return skd.tensor(v):reshape(t:size(1), t:size(2))
+end
+
+T.test("element-wise backward overwrites the output gradient only when nothing else holds it", function()
+  -- a gradient the caller passes in, or one that reaches two inputs, must stay intact
+  local x = skd.randn(64, 64):requires_grad()
+  local g = skd.randn(64, 64)
+  local g0 = g:clone()
+  local y = x:relu()
+  y:backward(g)
+  T.near(g, g0, 0, "the caller's gradient is unchanged")
+  T.near(x.grad, g0 * positive(x:detach()), 0)
+  -- one gradient feeds both sides of an add, then two element-wise chains
+  local x2 = skd.randn(64, 64):requires_grad()
+  local a, b = x2:sigmoid(), x2:tanh()
+  local loss = ((a + b):relu() * 3):sum()
+  loss:backward()
+  local xd = x2:detach()
+  local sa, tb = xd:sigmoid(), xd:tanh()
+  local mask = positive(sa + tb) * 3
+  T.near(x2.grad, mask * sa * (1 - sa) + mask * (1 - tb * tb), 1e-6)
+  -- and the buffer is reused: a chain of ReLUs needs no new gradient buffer per link
+  local z = skd.randn(1 << 20):requires_grad()     -- 4 MiB
+  local h = z
+  for _ = 1, 8 do h = h:relu() end
+  local s = h:sum()
+  collectgarbage(); collectgarbage()
+  skd.reset_peak_memory()
+  local before = skd.memory().in_use
+  s:backward()
+  local grew = (skd.memory().peak_in_use - before) / 2 ^ 20
+  print(string.format("      8 ReLUs' backward: peak %.1f MiB above the forward's", grew))
+  -- one 4 MiB gradient passed down the chain; a fresh buffer per link would hold two at once
+  T.ok(grew < 6, string.format("backward took %.1f MiB above the forward (one buffer is 4)", grew))
+end)
+
 T.done()
