@@ -32,6 +32,7 @@ local opts = E.parse_args(arg, {
   {"lambda-ho", "number", 0.1, "holistic weight"},
   {"beta", "number", 2, "pair-wise granularity (feature pixels per node side)"},
   {"configs", "string", "baseline,pi,pi+pa,pi+pa+ho", "which configurations to run"},
+  {"class-weights", "string", "none", "none | median: median-frequency class weights in every CE"},
   {"retrain-teacher", "flag", nil, "train the teacher even if a checkpoint is cached"},
   {"results", "string", "results", "output folder"},
   {"view", "flag", nil, "open the live viewer window"},
@@ -52,9 +53,15 @@ for k, v in pairs(budget) do if opts[k] == nil then opts[k] = v end end
 if opts.dataset ~= "synthetic" then
   opts.crop = opts.crop or "176x240"   -- CamVid 180x240: a random crop (image mean/255 padding)
 end
+if opts.class_weights ~= "none" and opts.class_weights ~= "median" then
+  io.stderr:write("ablation: --class-weights must be none or median, got " .. opts.class_weights .. "\n")
+  os.exit(1)
+end
 
 local train_ds, val_ds = E.datasets(opts)
 local num_classes = #train_ds.classes
+local class_weights = E.class_weights(train_ds, opts)
+opts.class_weight_vector = class_weights
 local out_dir = opts.results .. "/ablation"
 skd.mkdir(out_dir .. "/runs")
 
@@ -94,7 +101,7 @@ for _, c in ipairs(CONFIGS) do
       local r = skd.distill{
         name = c.name .. " seed " .. seed, teacher = teacher, student = student, critic = critic,
         loader = loader, iterations = opts.iterations, batch = opts.batch, lr = 0.01,
-        weights = c.weights, pairwise = {beta = opts.beta}, log = log,
+        weights = c.weights, pairwise = {beta = opts.beta}, log = log, class_weights = class_weights,
         on_step = viewer and function(info)
           viewer:show{image = info.image[1], label = info.label[1], teacher = info.teacher[1],
                       student = info.student[1],

@@ -34,31 +34,22 @@ if opts.role ~= "teacher" and opts.role ~= "student" then
   io.stderr:write("--role must be teacher or student\n"); os.exit(1)
 end
 local student = opts.role == "student"
-if opts.dataset ~= "synthetic" then opts.crop = opts.crop or "176x240" end
-
 if opts.class_weights ~= "none" and opts.class_weights ~= "median" then
   io.stderr:write("--class-weights must be none or median, got " .. opts.class_weights .. "\n"); os.exit(1)
 end
+if opts.dataset ~= "synthetic" then opts.crop = opts.crop or "176x240" end
 
 local train_ds, val_ds = E.datasets(opts)
 local nc = #train_ds.classes
-local class_weights
-if opts.class_weights == "median" then
-  local freq
-  class_weights, freq = skd.data.class_weights(train_ds, {samples = 200})
-  local parts = {}
-  for c = 1, nc do
-    parts[c] = string.format("%s %.2f", train_ds.classes[c], class_weights:get(c))
-  end
-  io.stderr:write("class weights (median frequency, 200 training images): " .. table.concat(parts, ", ") .. "\n")
-end
+local class_weights = E.class_weights(train_ds, opts)
 local depth = opts.depth or 18
 local width = opts.width or (student and 0.5 or 1.0)
 local head = opts.head or (student and 128 or 512)
 skd.manual_seed(opts.seed)
 local net = skd.models.pspnet{backbone = {depth = depth, width = width, deep_stem = true, output_stride = 8},
                               num_classes = nc, head_channels = head, aux = true}
-local name = string.format("%s-pspnet-r%d-w%g", opts.dataset, depth, width)
+local name = string.format("%s-pspnet-r%d-w%g%s", opts.dataset, depth, width,
+                           class_weights and ("-cw" .. opts.class_weights) or "")
 local dir = opts.results .. (student and "/baselines" or "/teachers")
 skd.mkdir(dir)
 io.stderr:write(string.format("%s: PSPNet-ResNet%d (width %g, head %d), %.2f M parameters, %s (%d train / %d val)\n",

@@ -33,6 +33,15 @@ check "--help lists the flags" '[ $rc = 0 ] && grep -q -- "--quick" "$out/help.t
 "$BIN" experiments/train_teacher.lua --role student --iterations 2 --batch 2 --size 32x48 --train-n 8 --val-n 4 --results "$out" > "$out/tt.txt" 2>&1; rc=$?
 check "train_teacher trains a student baseline and prints the per-class table" \
   '[ $rc = 0 ] && grep -q "val mIoU" "$out/tt.txt" && [ -s "$out/baselines/synthetic-pspnet-r18-w0.5.safetensors" ] || { tail -5 "$out/tt.txt"; false; }'
+"$BIN" experiments/train_teacher.lua --role student --iterations 2 --batch 2 --size 32x48 --train-n 8 --val-n 4 \
+  --class-weights median --results "$out" > "$out/cw.txt" 2>&1; rc=$?
+check "train_teacher --class-weights median prints the weights and names the file for them" \
+  '[ $rc = 0 ] && grep -q "class weights (median frequency): Sky" "$out/cw.txt" && [ -s "$out/baselines/synthetic-pspnet-r18-w0.5-cwmedian.safetensors" ] || { tail -5 "$out/cw.txt"; false; }'
+"$BIN" experiments/ablation.lua $tiny --configs baseline --class-weights median > /dev/null 2> "$out/cwa.err"; rc=$?
+check "ablation --class-weights median trains its own teacher with them" \
+  '[ $rc = 0 ] && grep -q "class weights (median frequency)" "$out/cwa.err" && [ -s "$out/teachers/synthetic-pspnet-r18-w1-cwmedian.safetensors" ] || { tail -5 "$out/cwa.err"; false; }'
+"$BIN" experiments/ablation.lua --class-weights inverse > /dev/null 2> "$out/cwb.err"; rc=$?
+check "a bad --class-weights is an error naming the choices" '[ $rc = 1 ] && grep -q -- "--class-weights must be none or median, got inverse" "$out/cwb.err"'
 "$BIN" experiments/pairwise.lua --iterations 1 --teacher-iterations 1 --batch 2 --size 32x48 --train-n 8 --val-n 4 \
   --betas 2 --alphas 1,full --results "$out" > "$out/pw.txt" 2> "$out/pw.err"; rc=$?
 check "pairwise runs PA vs MIMIC vs AT vs LOCAL and the beta x alpha table" \

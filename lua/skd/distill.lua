@@ -8,6 +8,7 @@
 -- and then, if there is a critic and w.ho > 0, the critic takes one step on
 --   L_D = w.ho·[mean D(S) − mean D(T) + λ_gp·GP]          (method.md §3)
 -- A weight of 0 switches its term off (it is then neither computed nor logged).
+-- class_weights = C-vector (skd.data.class_weights): the two CE terms weigh each pixel by its class.
 local train = require "skd.train"
 local distill = {}
 
@@ -93,8 +94,9 @@ function distill.run(cfg)
       terms[name] = t:item()
       total = total and total + t * w or t * w
     end
-    add("ce", L.cross_entropy(out.logits, y, {ignore_index = 255}))
-    if W.aux > 0 and out.aux then add("aux", L.cross_entropy(out.aux, y, {ignore_index = 255})) end
+    local ce_opts = {ignore_index = 255, weight = cfg.class_weights}
+    add("ce", L.cross_entropy(out.logits, y, ce_opts))
+    if W.aux > 0 and out.aux then add("aux", L.cross_entropy(out.aux, y, ce_opts)) end
     if W.pi > 0 then add("pi", L.pixel_kl(out.logits, tout.logits, cfg.pixel)) end
     if W.pa > 0 then
       -- the pair-wise slot may hold another feature loss (MIMIC, AT: experiments/pairwise.lua)

@@ -151,8 +151,26 @@ end
 
 function E.teacher_path(opts)
   local s = E.teacher_spec(opts)
-  return string.format("%s/teachers/%s-pspnet-r%d-w%g.safetensors", opts.results or "results",
-                       opts.dataset or "synthetic", s.depth, s.width)
+  local cw = (opts.class_weights or "none") ~= "none" and ("-cw" .. opts.class_weights) or ""
+  return string.format("%s/teachers/%s-pspnet-r%d-w%g%s.safetensors", opts.results or "results",
+                       opts.dataset or "synthetic", s.depth, s.width, cw)
+end
+
+-- opts.class_weights: "none" (nil) or "median" (median-frequency balancing over up to 200
+-- training images). Returns nil or the C-vector for the CE's weight option, and says so.
+function E.class_weights(train_ds, opts)
+  local how = opts.class_weights or "none"
+  if how == "none" then return nil end
+  if how ~= "median" then
+    error("class weights must be none or median, got '" .. tostring(how) .. "'", 2)
+  end
+  local w = skd.data.class_weights(train_ds, {samples = 200})
+  local parts = {}
+  for c = 1, #train_ds.classes do
+    parts[c] = string.format("%s %.2f", train_ds.classes[c], w:get(c))
+  end
+  io.stderr:write("class weights (median frequency): " .. table.concat(parts, ", ") .. "\n")
+  return w
 end
 
 -- Evaluates a model on the val set; returns the confusion matrix.
@@ -205,14 +223,16 @@ function E.get_teacher(train_ds, val_ds, opts)
   skd.manual_seed(opts.seed or 1)
   local t0 = skd.clock()
   local r = E.train_alone(net, train_ds, opts, {name = "teacher", iterations = opts.teacher_iterations,
-    log = (opts.results or "results") .. "/teachers/" .. (opts.dataset or "synthetic") .. "-log.jsonl"})
+    log = (opts.results or "results") .. "/teachers/" .. (opts.dataset or "synthetic") .. "-log.jsonl",
+    class_weights = opts.class_weight_vector})
   local seconds = skd.clock() - t0
   local cm = E.evaluate(net, val_ds, opts)
   local miou = cm:miou()
   local meta = {role = "teacher", miou = string.format("%.4f", miou), dataset = opts.dataset or "synthetic",
                 iterations = tostring(opts.teacher_iterations), seed = tostring(opts.seed or 1),
                 train_seconds = string.format("%.1f", seconds),
-                images_per_second = string.format("%.2f", r.images_per_second)}
+                images_per_second = string.format("%.2f", r.images_per_second),
+                class_weights = opts.class_weights or "none"}
   skd.mkdir(path:match("^(.*)/[^/]*$"))
   skd.save(path, net:state_dict(), meta)
   io.stderr:write(string.format("teacher: val mIoU %.2f%%, saved %s\n", 100 * miou, path))
