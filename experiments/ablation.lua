@@ -61,7 +61,6 @@ end
 local train_ds, val_ds = E.datasets(opts)
 local num_classes = #train_ds.classes
 local class_weights = E.class_weights(train_ds, opts)
-opts.class_weight_vector = class_weights
 local out_dir = opts.results .. "/ablation"
 skd.mkdir(out_dir .. "/runs")
 
@@ -69,7 +68,7 @@ io.stderr:write(string.format("ablation: dataset %s (%d train, %d val, %d classe
   opts.dataset, #train_ds, #val_ds, num_classes, opts.student_depth, opts.student_width,
   opts.teacher_depth, opts.teacher_width, opts.iterations, opts.batch, opts.seeds))
 
-local teacher, teacher_miou = E.get_teacher(train_ds, val_ds, opts)
+local teacher, teacher_miou = E.get_teacher(train_ds, val_ds, opts, class_weights)
 teacher:freeze()
 
 local viewer

@@ -184,6 +184,7 @@ function E.train_alone(net, train_ds, opts, run_opts)
   local loader = E.train_loader(train_ds, opts)
   local opt = skd.optim.sgd(net, {lr = opts.lr or 0.01, momentum = 0.9, weight_decay = 5e-4})
   local iterations = run_opts.iterations
+  local ce_opts = {ignore_index = 255, weight = run_opts.class_weights}
   net:train()
   return train.run{
     name = run_opts.name, iterations = iterations, images_per_step = opts.batch or 8,
@@ -194,8 +195,8 @@ function E.train_alone(net, train_ds, opts, run_opts)
       opt:set_lr(lr)
       opt:zero_grad()
       local out = net(b.image)
-      local ce = skd.losses.cross_entropy(out.logits, b.label, {ignore_index = 255, weight = run_opts.class_weights})
-      local aux = skd.losses.cross_entropy(out.aux, b.label, {ignore_index = 255, weight = run_opts.class_weights})
+      local ce = skd.losses.cross_entropy(out.logits, b.label, ce_opts)
+      local aux = skd.losses.cross_entropy(out.aux, b.label, ce_opts)
       local loss = ce + aux * 0.4
       loss:backward()
       opt:step()
@@ -208,8 +209,9 @@ function E.train_alone(net, train_ds, opts, run_opts)
 end
 
 -- The teacher: loaded from results/teachers/… when cached (and its metadata says it fits),
--- otherwise trained with opts.teacher_iterations and cached with its val mIoU.
-function E.get_teacher(train_ds, val_ds, opts)
+-- otherwise trained with opts.teacher_iterations (and class_weights, E.class_weights' vector
+-- for opts.class_weights) and cached with its val mIoU.
+function E.get_teacher(train_ds, val_ds, opts, class_weights)
   local path = E.teacher_path(opts)
   local net = E.teacher_model(opts, #train_ds.classes)
   if skd.exists(path) and not opts.retrain_teacher then
@@ -224,7 +226,7 @@ function E.get_teacher(train_ds, val_ds, opts)
   local t0 = skd.clock()
   local r = E.train_alone(net, train_ds, opts, {name = "teacher", iterations = opts.teacher_iterations,
     log = (opts.results or "results") .. "/teachers/" .. (opts.dataset or "synthetic") .. "-log.jsonl",
-    class_weights = opts.class_weight_vector})
+    class_weights = class_weights})
   local seconds = skd.clock() - t0
   local cm = E.evaluate(net, val_ds, opts)
   local miou = cm:miou()
