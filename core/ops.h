@@ -71,6 +71,20 @@ skd_tensor *skd_matmul(skd_tensor *a, skd_tensor *b);
 void skd_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
 	       const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
 	       int64_t ldc);
+/* BLIS's micro-kernel (ukernel.c), for a caller that writes its operands as packed panels:
+ * an A panel holds mr rows of A column after column ([p][mr] for p < k), a B panel nr columns
+ * of B row after row ([p][nr]), both 64-byte aligned and zero past the edge of the matrix.
+ * skd_ukernel_run sets the m x n block at c (m ≤ mr, n ≤ nr; element (i, j) at
+ * c[i·rs_c + j·cs_c]) to beta·C + A·B. prefers_cols: the kernel is fastest with C stored by
+ * columns (rs_c = 1). mr = 0 when there is no usable micro-kernel. */
+#define SKD_UKERNEL_MAX_BLOCK 1024
+typedef struct skd_ukernel {
+	int mr, nr;
+	bool prefers_cols;
+} skd_ukernel;
+const skd_ukernel *skd_ukernel_get(void);
+void skd_ukernel_run(int64_t m, int64_t n, int64_t k, const float *a, const float *b, float beta,
+		     float *c, int64_t rs_c, int64_t cs_c);
 
 /* --- conv2d.c --- */
 typedef struct skd_conv2d_params {
