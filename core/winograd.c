@@ -10,7 +10,8 @@
  * transform positions ξ, one GEMM  M[ξ] (cout x tiles) = U[ξ] (cout x cin) · V[ξ] (cin x tiles):
  * alpha² = 36 multiplications per 16 outputs instead of 144 for F(4,3), 16 per 4 instead of 36
  * for F(2,3). So a call is: weights -> U (alpha², cout, cin); for each chunk of tile rows, input
- * tiles -> V (alpha², cin, tiles), alpha² GEMMs through skd_sgemm, M -> output tiles.
+ * tiles -> V (alpha², cin, tiles), alpha² GEMMs through skd_sgemm, M -> output tiles. Calls
+ * with few tiles (a frozen network at batch 1-2) never hold U: winograd_packed.c.
  *
  *   backward-input   dX = the same forward on dY with the kernel rotated by 180° and its
  *                    channels swapped, padding 2 − p (negative: a crop)
@@ -27,112 +28,17 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
-#include <immintrin.h>
-#include <omp.h>
 #include <string.h>
 #include "ops.h"
 #include "parallel.h"
 #include "winograd.h"
-
-#define STRIP 32 /* tiles per strip: the transforms' vector length */
-#define MAX_A 6  /* alpha for F(4,3) */
-#define MAX_M 4
-
-/* The transform matrices, row-major with fixed row lengths: bt is Bᵀ (alpha x alpha), g is
- * G (alpha x 3), at is Aᵀ (m x alpha). Points 0, ±1, (±2,) ∞. */
-typedef struct wg_kind {
-	int m, alpha;
-	float bt[MAX_A * MAX_A], g[MAX_A * 3], at[MAX_M * MAX_A];
-} wg_kind;
-
-static const wg_kind f2 = {
-	2, 4,
-	{1, 0, -1, 0, 0, 0,
-	 0, 1, 1, 0, 0, 0,
-	 0, -1, 1, 0, 0, 0,
-	 0, 1, 0, -1, 0, 0},
-	{1, 0, 0, 0.5f, 0.5f, 0.5f, 0.5f, -0.5f, 0.5f, 0, 0, 1},
-	{1, 1, 1, 0, 0, 0,
-	 0, 1, -1, -1, 0, 0},
-};
-
-static const wg_kind f4 = {
-	4, 6,
-	{4, 0, -5, 0, 1, 0,
-	 0, -4, -4, 1, 1, 0,
-	 0, 4, -4, -1, 1, 0,
-	 0, -2, -1, 2, 1, 0,
-	 0, 2, -1, -2, 1, 0,
-	 0, 4, 0, -5, 0, 1},
-	{1.0f / 4, 0, 0,
-	 -1.0f / 6, -1.0f / 6, -1.0f / 6,
-	 -1.0f / 6, 1.0f / 6, -1.0f / 6,
-	 1.0f / 24, 1.0f / 12, 1.0f / 6,
-	 1.0f / 24, -1.0f / 12, 1.0f / 6,
-	 0, 0, 1},
-	{1, 1, 1, 1, 1, 0,
-	 0, 1, -1, 2, -2, 0,
-	 0, 1, 1, 4, 4, 0,
-	 0, 1, -1, 8, -8, 1},
-};
-
-/* The tiling of one convolution: n images of h x w in, oh x ow out, padding (ph, pw). */
-typedef struct wg_geom {
-	const wg_kind *k;
-	int64_t n, h, w, oh, ow, ph, pw;
-	int64_t tiles_h, tiles_w;         /* per image */
-	int64_t rows;                     /* tile rows over the batch: n · tiles_h */
-} wg_geom;
-
-static wg_geom geometry(int m, int64_t n, int64_t h, int64_t w, int64_t ph, int64_t pw)
-{
-	wg_geom g = {m == 4 ? &f4 : &f2, n, h, w, h + 2 * ph - 2, w + 2 * pw - 2, ph, pw, 0, 0, 0};
-	g.tiles_h = (g.oh + m - 1) / m;
-	g.tiles_w = (g.ow + m - 1) / m;
-	g.rows = n * g.tiles_h;
-	return g;
-}
+#include "winograd_internal.h"
 
 /* ---------- the transforms, on STRIP lanes at once ---------- */
 
 /* Lane arrays get one block of slack: a segment's gather writes whole blocks of 8 tiles, and
  * the lanes past its end are overwritten by the next segment (or never read). */
 #define LANES (STRIP + 8)
-
-/* out[p·n_out + q] = Σ_i Σ_j c(p,i) c(q,j) in[i·n_in + j], lane by lane, where
- * c(p,i) = mat[p·sp + i·si]. Always inlined with a constant matrix, so that the loops over
- * i, j, p, q unroll, the zero coefficients (most of them) drop out at compile time and each
- * lane's sum stays in a register. */
-static inline __attribute__((always_inline)) void
-transform2d(const float *mat, int sp, int si, int n_out, int n_in, const float *const *in,
-	    float *const *out)
-{
-	float mid[MAX_A * MAX_A][STRIP];
-#pragma GCC unroll 6
-	for (int i = 0; i < n_in; i++)
-#pragma GCC unroll 6
-		for (int q = 0; q < n_out; q++)
-			for (int k = 0; k < STRIP; k++) {
-				float s = 0.0f;
-#pragma GCC unroll 6
-				for (int j = 0; j < n_in; j++)
-					if (mat[q * sp + j * si] != 0.0f)
-						s += mat[q * sp + j * si] * in[i * n_in + j][k];
-				mid[i * n_out + q][k] = s;
-			}
-#pragma GCC unroll 6
-	for (int p = 0; p < n_out; p++)
-#pragma GCC unroll 6
-		for (int q = 0; q < n_out; q++)
-			for (int k = 0; k < STRIP; k++) {
-				float s = 0.0f;
-#pragma GCC unroll 6
-				for (int i = 0; i < n_in; i++)
-					if (mat[p * sp + i * si] != 0.0f)
-						s += mat[p * sp + i * si] * mid[i * n_out + q][k];
-				out[p * n_out + q][k] = s;
-			}
-}
 
 /* A strip is STRIP consecutive tiles of a chunk, in the chunk's order (tile row, then
  * column), so that it stays full however narrow the map; it falls into segments, each
@@ -272,21 +178,6 @@ scatter_strip(float (*res)[STRIP], int m, float bias, float *y, int64_t plane_st
 	}
 }
 
-/* Points out[ξ] at dst + ξ·stride when the strip is whole (nt == STRIP), else at loc. */
-static void strip_outputs(float *dst, int64_t stride, int64_t nt, int n, float (*loc)[STRIP],
-			  float **out)
-{
-	for (int xi = 0; xi < n; xi++)
-		out[xi] = nt == STRIP ? dst + xi * stride : loc[xi];
-}
-
-static void flush_outputs(float *dst, int64_t stride, int64_t nt, int n, float (*loc)[STRIP])
-{
-	if (nt < STRIP)
-		for (int xi = 0; xi < n; xi++)
-			memcpy(dst + xi * stride, loc[xi], sizeof(float) * nt);
-}
-
 /* The tiles of channel planes (n, nch, rows, cols) into transformed lanes: out[ξ] of the
  * strip = (T d Tᵀ)[ξ] for n_in x n_in tiles d at corners m apart, offset (-pr, -pc); T = Bᵀ
  * for the input (n_in = alpha), A for a gradient of the output (n_in = m). */
@@ -343,7 +234,7 @@ static void transform_tiles(const wg_geom *g, const float *x, int64_t nch, int64
 
 /* v[ξ][c][t] = (Bᵀ d B)[ξ] for the input tiles d of channel c of x (n, nch, h, w) in the
  * chunk's tile rows row0 .. row0 + nrows − 1 (t: the chunk's tile index). */
-static void transform_input(const wg_geom *g, const float *x, int64_t nch, int64_t row0,
+void skd_wg_transform_input(const wg_geom *g, const float *x, int64_t nch, int64_t row0,
 			    int64_t nrows, float *v)
 {
 	transform_tiles(g, x, nch, g->h, g->w, g->ph, g->pw, false, row0, nrows, v);
@@ -359,7 +250,7 @@ static void transform_grad_output(const wg_geom *g, const float *dy, int64_t nch
 
 /* y (n, ych, oh, ow) tiles = Aᵀ M[·][c] A + bias[c] for its first nch channels, for the tile
  * rows of the chunk. */
-static void transform_output(const wg_geom *g, const float *mm, int64_t nch, int64_t ych,
+void skd_wg_transform_output(const wg_geom *g, const float *mm, int64_t nch, int64_t ych,
 			     int64_t row0, int64_t nrows, const float *bias, float *y)
 {
 	int m = g->k->m, aa = g->k->alpha * g->k->alpha;
@@ -491,7 +382,7 @@ static void transform_weight_grad(const wg_kind *K, const float *du, int64_t nk,
 #define WG_WIDE_MIN_TILES 128
 #define WG_WIDE_CHANNELS 2048
 
-static int64_t chunk_rows(const wg_geom *g, int64_t ch_in, int64_t ch_out)
+int64_t skd_wg_chunk_rows(const wg_geom *g, int64_t ch_in, int64_t ch_out)
 {
 	int64_t aa = g->k->alpha * g->k->alpha;
 	int64_t tiles = WG_CHUNK_BYTES / (int64_t)(sizeof(float) * aa * (ch_in + ch_out));
@@ -507,7 +398,7 @@ static int64_t chunk_rows(const wg_geom *g, int64_t ch_in, int64_t ch_out)
 static int forward_transformed(const wg_geom *g, int64_t nc, int64_t nk, int64_t ych,
 			       const float *x, const float *u, const float *bias, float *y)
 {
-	int64_t aa = g->k->alpha * g->k->alpha, crow = chunk_rows(g, nc, nk);
+	int64_t aa = g->k->alpha * g->k->alpha, crow = skd_wg_chunk_rows(g, nc, nk);
 	size_t vbytes = sizeof(float) * aa * nc * crow * g->tiles_w;
 	size_t mbytes = sizeof(float) * aa * nk * crow * g->tiles_w;
 	float *v = skd_alloc(vbytes), *mm = v ? skd_alloc(mbytes) : NULL;
@@ -518,14 +409,14 @@ static int forward_transformed(const wg_geom *g, int64_t nc, int64_t nk, int64_t
 	for (int64_t row0 = 0; row0 < g->rows; row0 += crow) {
 		int64_t nrows = g->rows - row0 < crow ? g->rows - row0 : crow;
 		int64_t tpc = nrows * g->tiles_w;
-		transform_input(g, x, nc, row0, nrows, v);
+		skd_wg_transform_input(g, x, nc, row0, nrows, v);
 		/* the alpha^2 products are independent: one per OpenMP thread when BLIS itself
 		 * runs single-threaded (parallel.h), so both cores work on GEMMs */
 #pragma omp parallel for schedule(static) if (skd_blis_threads_get() == 1 && skd_threads_get() > 1)
 		for (int64_t xi = 0; xi < aa; xi++)
 			skd_sgemm(false, false, nk, tpc, nc, 1.0f, u + xi * nk * nc, nc,
 				  v + xi * nc * tpc, tpc, 0.0f, mm + xi * nk * tpc, tpc);
-		transform_output(g, mm, nk, ych, row0, nrows, bias, y);
+		skd_wg_transform_output(g, mm, nk, ych, row0, nrows, bias, y);
 	}
 	skd_free(v, vbytes);
 	skd_free(mm, mbytes);
@@ -547,191 +438,6 @@ static int64_t kernel_block(int64_t aa, int64_t nin, int64_t nout)
 		return nout;
 	int64_t b = WG_KERNEL_BLOCK_BYTES / per / 16 * 16;
 	return b < 16 ? 16 : b;
-}
-
-/* ---------- the forward on packed panels ---------- */
-
-/* Without a transformed kernel in memory: each thread takes whole panels of output channels
- * and, a block of input channels at a time, writes their transformed kernel straight into the
- * micro-kernel's packed layout (ukernel.c), small enough to stay in its core's L2, and
- * multiplies it there by the chunk's tiles, packed once per chunk. The kernel goes through
- * memory once, as 9 floats per channel pair instead of alpha² written, read back and packed
- * again. The orientation follows the micro-kernel's storage preference: M[ξ][k][t] has the
- * tiles contiguous, so a kernel that prefers C by columns takes the tiles along its rows. */
-#ifndef WG_PANEL_BYTES
-#define WG_PANEL_BYTES (384 << 10)
-#endif
-
-typedef struct packed_shape {
-	int pt, pk;           /* panel widths: tiles, output channels */
-	bool tiles_rows;      /* the tiles along the micro-kernel's rows (mr) */
-	int64_t kc;           /* input channels per block of the kernel's panels */
-} packed_shape;
-
-static packed_shape packed_shape_of(int aa, int64_t nc)
-{
-	const skd_ukernel *uk = skd_ukernel_get();
-	packed_shape p = {0, 0, uk->prefers_cols, 0};
-	p.pt = p.tiles_rows ? uk->mr : uk->nr;
-	p.pk = p.tiles_rows ? uk->nr : uk->mr;
-	int64_t kc = WG_PANEL_BYTES / ((int64_t)sizeof(float) * aa * p.pk) / 16 * 16;
-	p.kc = kc < 16 ? 16 : kc;
-	if (p.kc > nc)
-		p.kc = nc;
-	return p;
-}
-
-/* vp[ξ][tp][c][pt] = v[ξ][c][tp·pt + i], zero past the chunk's tpc tiles. */
-static void pack_tiles(const float *v, int64_t aa, int64_t nc, int64_t tpc, int pt, float *vp)
-{
-	int64_t tpanels = (tpc + pt - 1) / pt, units = aa * tpanels;
-#pragma omp parallel for schedule(static) if (aa * nc * tpc > SKD_PARALLEL_GRAIN)
-	for (int64_t u = 0; u < units; u++) {
-		int64_t xi = u / tpanels, tp = u % tpanels, t0 = tp * pt;
-		int64_t len = tpc - t0 < pt ? tpc - t0 : pt;
-		const float *src = v + xi * nc * tpc + t0;
-		float *dst = vp + u * nc * pt;
-		for (int64_t c = 0; c < nc; c++) {
-			memcpy(dst + c * pt, src + c * tpc, sizeof(float) * len);
-			if (len < pt)
-				memset(dst + c * pt + len, 0, sizeof(float) * (pt - len));
-		}
-	}
-}
-
-/* up[ξ][c][j] = (G g Gᵀ)[ξ] for output channel k0 + j (j < nkv) and input channel c0 + c
- * (c < kc): one panel of the kernel, its lanes in storage order, so that each ξ's slice is
- * written in order. Lanes past the matrix's edge (j ≥ nkv) hold whatever kernel their
- * stand-in offset reads: the products they enter are never stored (ukernel.c). wt as in
- * transform_weight (flip: (nc, nk_all, 3, 3), rotated). The taps are gathered: a lane's 9
- * are contiguous, but consecutive lanes are a whole row of the weights apart. */
-static void transform_weight_panel(const wg_kind *K, const float *wt, int64_t nk_all,
-				   int64_t nc, bool flip, int64_t k0, int nkv, int64_t c0,
-				   int64_t kc, int pk, float *up)
-{
-	int aa = K->alpha * K->alpha;
-	int64_t lanes = kc * pk;
-	/* tap e of lane (c, j) at base + off + step·e */
-	const float *base = flip ? wt + (c0 * nk_all + k0) * 9 + 8 : wt + (k0 * nc + c0) * 9;
-	int step = flip ? -1 : 1;
-	int32_t cstride = (int32_t)(flip ? nk_all * 9 : 9), jstride = (int32_t)(flip ? 9 : nc * 9);
-	int64_t c = 0;
-	int j = 0; /* the lane's (c, j), stepped along without divisions */
-	for (int64_t l0 = 0; l0 < lanes; l0 += STRIP) {
-		int64_t nt = lanes - l0 < STRIP ? lanes - l0 : STRIP;
-		int32_t off[STRIP] __attribute__((aligned(32)));
-		float g9[9][STRIP] __attribute__((aligned(32))), loc[MAX_A * MAX_A][STRIP];
-		const float *in[9];
-		float *out[MAX_A * MAX_A];
-		for (int t = 0; t < STRIP; t++) {
-			off[t] = t < nt && j < nkv ? (int32_t)c * cstride + j * jstride : 0;
-			if (++j == pk) {
-				j = 0;
-				c++;
-			}
-		}
-#ifdef __AVX2__
-		for (int t = 0; t < STRIP; t += 8) {
-			__m256i idx = _mm256_load_si256((const __m256i *)(off + t));
-			for (int e = 0; e < 9; e++)
-				_mm256_store_ps(g9[e] + t, _mm256_i32gather_ps(base + step * e, idx, 4));
-		}
-#else
-		for (int e = 0; e < 9; e++)
-			for (int t = 0; t < STRIP; t++)
-				g9[e][t] = base[off[t] + step * e];
-#endif
-		for (int e = 0; e < 9; e++)
-			in[e] = g9[e];
-		strip_outputs(up + l0, lanes, nt, aa, loc, out);
-		if (K->m == 4)
-			transform2d(f4.g, 3, 1, 6, 3, in, out);
-		else
-			transform2d(f2.g, 3, 1, 4, 3, in, out);
-		flush_outputs(up + l0, lanes, nt, aa, loc);
-	}
-}
-
-/* y's (n, nout, oh, ow) from src (n, nin, h, w) and the weights, as weights_then_forward. */
-static int forward_packed(const wg_geom *g, int64_t nin, int64_t nout, const float *src,
-			  const float *wt, bool rotate, const float *bias, float *dst)
-{
-	int aa = g->k->alpha * g->k->alpha, nth = skd_threads_get();
-	packed_shape ps = packed_shape_of(aa, nin);
-	int64_t crow = chunk_rows(g, nin, nout), tmax = crow * g->tiles_w;
-	int64_t tpmax = (tmax + ps.pt - 1) / ps.pt, kpanels = (nout + ps.pk - 1) / ps.pk;
-	size_t vbytes = sizeof(float) * aa * nin * tmax;
-	size_t pbytes = sizeof(float) * aa * nin * tpmax * ps.pt;
-	size_t mbytes = sizeof(float) * aa * nout * tmax;
-	int64_t per = aa * ps.kc * ps.pk; /* a thread's panel of the kernel */
-	size_t ubytes = sizeof(float) * per * nth;
-	float *v = skd_alloc(vbytes), *vp = v ? skd_alloc(pbytes) : NULL;
-	float *mm = vp ? skd_alloc(mbytes) : NULL, *up = mm ? skd_alloc(ubytes) : NULL;
-	int rc = SKD_ERR;
-	if (!up)
-		goto done;
-	for (int64_t row0 = 0; row0 < g->rows; row0 += crow) {
-		int64_t nrows = g->rows - row0 < crow ? g->rows - row0 : crow;
-		int64_t tpc = nrows * g->tiles_w, tpanels = (tpc + ps.pt - 1) / ps.pt;
-		transform_input(g, src, nin, row0, nrows, v);
-		pack_tiles(v, aa, nin, tpc, ps.pt, vp);
-#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1 && kpanels > 1)
-		for (int64_t kp = 0; kp < kpanels; kp++) {
-			float *mine = up + (int64_t)omp_get_thread_num() * per;
-			int64_t k0 = kp * ps.pk;
-			int nkv = nout - k0 < ps.pk ? (int)(nout - k0) : ps.pk;
-			for (int64_t c0 = 0; c0 < nin; c0 += ps.kc) {
-				int64_t kc = nin - c0 < ps.kc ? nin - c0 : ps.kc;
-				transform_weight_panel(g->k, wt, nout, nin, rotate, k0, nkv, c0, kc,
-						       ps.pk, mine);
-				float beta = c0 == 0 ? 0.0f : 1.0f;
-				for (int xi = 0; xi < aa; xi++) {
-					const float *b = mine + xi * kc * ps.pk;
-					float *cm = mm + (xi * nout + k0) * tpc;
-					for (int64_t tp = 0; tp < tpanels; tp++) {
-						const float *a = vp + ((xi * tpanels + tp) * nin + c0) * ps.pt;
-						int64_t nt = tpc - tp * ps.pt < ps.pt ? tpc - tp * ps.pt : ps.pt;
-						if (ps.tiles_rows)
-							skd_ukernel_run(nt, nkv, kc, a, b, beta,
-									cm + tp * ps.pt, 1, tpc);
-						else
-							skd_ukernel_run(nkv, nt, kc, b, a, beta,
-									cm + tp * ps.pt, tpc, 1);
-					}
-				}
-			}
-		}
-		transform_output(g, mm, nout, nout, row0, nrows, bias, dst);
-	}
-	rc = SKD_OK;
-done:
-	skd_free(v, vbytes);
-	skd_free(vp, pbytes);
-	skd_free(mm, mbytes);
-	skd_free(up, ubytes);
-	return rc;
-}
-
-/* The packed forward serves calls whose chunks have at most this many tiles: a frozen network
- * at batch 1 or 2 (32 to 128 tiles a layer at 128x256), where the transformed kernel is used
- * least. With more, its per-panel loop reads the tiles from L3 once for every nr output
- * channels, and BLIS's own blocking was up to 1.4x faster (a batch of 8: 256 tiles and up).
- * SKD_WG_PACKED=0 turns it off (for comparisons). */
-#define WG_PACKED_MAX_TILES 128
-
-static bool packed_enabled(void)
-{
-	static int on = -1;
-	if (on < 0) {
-		const char *e = getenv("SKD_WG_PACKED");
-		on = !(e && !strcmp(e, "0")) && skd_ukernel_get()->mr > 0;
-	}
-	return on;
-}
-
-static bool packed_for(const wg_geom *g, int64_t nin, int64_t nout)
-{
-	return packed_enabled() && chunk_rows(g, nin, nout) * g->tiles_w <= WG_PACKED_MAX_TILES;
 }
 
 /* Transforms the weights (rotated 180° with channels swapped for backward-input) and runs the
@@ -763,8 +469,8 @@ int skd_winograd_forward(int m, int64_t n, int64_t cin, int64_t h, int64_t w, in
 			 float *y)
 {
 	wg_geom g = geometry(m, n, h, w, ph, pw);
-	if (packed_for(&g, cin, cout))
-		return forward_packed(&g, cin, cout, x, wt, false, b, y);
+	if (skd_wg_packed_for(&g, cin, cout))
+		return skd_wg_forward_packed(&g, cin, cout, x, wt, false, b, y);
 	return weights_then_forward(&g, cin, cout, x, wt, false, b, y);
 }
 
@@ -774,8 +480,8 @@ int skd_winograd_backward_input(int m, int64_t n, int64_t cin, int64_t h, int64_
 {
 	/* dy is (h + 2ph − 2) x (w + 2pw − 2); padded by 2 − p it gives back h x w */
 	wg_geom g = geometry(m, n, h + 2 * ph - 2, w + 2 * pw - 2, 2 - ph, 2 - pw);
-	if (packed_for(&g, cout, cin))
-		return forward_packed(&g, cout, cin, dy, wt, true, NULL, dx);
+	if (skd_wg_packed_for(&g, cout, cin))
+		return skd_wg_forward_packed(&g, cout, cin, dy, wt, true, NULL, dx);
 	return weights_then_forward(&g, cout, cin, dy, wt, true, NULL, dx);
 }
 
@@ -784,7 +490,7 @@ int skd_winograd_backward_weight(int m, int64_t n, int64_t cin, int64_t h, int64
 				 const float *dy, float *dw)
 {
 	wg_geom g = geometry(m, n, h, w, ph, pw);
-	int64_t aa = g.k->alpha * g.k->alpha, crow = chunk_rows(&g, cin, cout);
+	int64_t aa = g.k->alpha * g.k->alpha, crow = skd_wg_chunk_rows(&g, cin, cout);
 	size_t vbytes = sizeof(float) * aa * cin * crow * g.tiles_w;
 	size_t tbytes = sizeof(float) * aa * cout * crow * g.tiles_w;
 	size_t ubytes = sizeof(float) * aa * cout * cin;
@@ -797,7 +503,7 @@ int skd_winograd_backward_weight(int m, int64_t n, int64_t cin, int64_t h, int64
 	for (int64_t row0 = 0; row0 < g.rows; row0 += crow) {
 		int64_t nrows = g.rows - row0 < crow ? g.rows - row0 : crow;
 		int64_t tpc = nrows * g.tiles_w;
-		transform_input(&g, x, cin, row0, nrows, v);
+		skd_wg_transform_input(&g, x, cin, row0, nrows, v);
 		transform_grad_output(&g, dy, cout, row0, nrows, dyt);
 #pragma omp parallel for schedule(static) if (skd_blis_threads_get() == 1 && skd_threads_get() > 1)
 		for (int64_t xi = 0; xi < aa; xi++)
@@ -917,11 +623,11 @@ static double winograd_cost(const rule_costs *c, int m, int64_t n, int64_t cin, 
 	wg_geom g = geometry(m, n, oh, ow, 1, 1); /* padded by 1, the output is oh x ow */
 	double aa = (m + 2) * (m + 2), ci = (double)cin, co = (double)cout;
 	double rows = (double)g.rows, tiles = rows * g.tiles_w;
-	if (packed_for(&g, cin, cout)) /* no transformed kernel in memory, no kernel blocks */
+	if (skd_wg_packed_for(&g, cin, cout)) /* no transformed kernel in memory, no kernel blocks */
 		return tiles * aa * (2.0 * ci * co + c->transform * (ci + co)) +
 		       c->weight_packed * aa * ci * co + c->row * rows * (ci + co) + c->call;
 	int64_t block = kernel_block((m + 2) * (m + 2), cin, cout);
-	int64_t chunk = chunk_rows(&g, cin, block) * g.tiles_w;
+	int64_t chunk = skd_wg_chunk_rows(&g, cin, block) * g.tiles_w;
 	double cb = (double)block, blocks = (double)((cout + block - 1) / block);
 	if (sizeof(float) * aa * (ci * cb + (double)chunk * (ci + cb)) > (double)SCRATCH_MAX)
 		return 1e300;

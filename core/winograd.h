@@ -5,6 +5,8 @@
  *   winograd.c      F(2x2,3x3) and F(4x4,3x3) (Lavin & Gray 2015) for 3x3 stride-1
  *                   convolutions: forward, backward-input (a forward with the kernel rotated),
  *                   backward-weight (the transposed algorithm); the per-layer choice.
+ *   winograd_packed.c  the same forward without a transformed kernel in memory, on BLIS's
+ *                   micro-kernel (ukernel.c), for a frozen network's small batches.
  *   conv2d_s2b.c    a dilation-d 3x3 convolution with padding d as d·d ordinary ones on the
  *                   interleaved sub-grids (space-to-batch), which then take the Winograd path.
  *

@@ -1,0 +1,138 @@
+/* winograd_internal.h — what winograd.c and winograd_packed.c share: the transform matrices,
+ * a convolution's tiling, the lane-wise 2-d transform, and the pieces of a Winograd call that
+ * both forwards use (chunks of tile rows, the input and output transforms). Internal to the
+ * Winograd files; the rest of core/ goes through winograd.h. */
+#ifndef SKD_WINOGRAD_INTERNAL_H
+#define SKD_WINOGRAD_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#define STRIP 32 /* tiles per strip: the transforms' vector length */
+#define MAX_A 6  /* alpha for F(4,3) */
+#define MAX_M 4
+
+/* The transform matrices, row-major with fixed row lengths: bt is Bᵀ (alpha x alpha), g is
+ * G (alpha x 3), at is Aᵀ (m x alpha). Points 0, ±1, (±2,) ∞. */
+typedef struct wg_kind {
+	int m, alpha;
+	float bt[MAX_A * MAX_A], g[MAX_A * 3], at[MAX_M * MAX_A];
+} wg_kind;
+
+static const wg_kind f2 = {
+	2, 4,
+	{1, 0, -1, 0, 0, 0,
+	 0, 1, 1, 0, 0, 0,
+	 0, -1, 1, 0, 0, 0,
+	 0, 1, 0, -1, 0, 0},
+	{1, 0, 0, 0.5f, 0.5f, 0.5f, 0.5f, -0.5f, 0.5f, 0, 0, 1},
+	{1, 1, 1, 0, 0, 0,
+	 0, 1, -1, -1, 0, 0},
+};
+
+static const wg_kind f4 = {
+	4, 6,
+	{4, 0, -5, 0, 1, 0,
+	 0, -4, -4, 1, 1, 0,
+	 0, 4, -4, -1, 1, 0,
+	 0, -2, -1, 2, 1, 0,
+	 0, 2, -1, -2, 1, 0,
+	 0, 4, 0, -5, 0, 1},
+	{1.0f / 4, 0, 0,
+	 -1.0f / 6, -1.0f / 6, -1.0f / 6,
+	 -1.0f / 6, 1.0f / 6, -1.0f / 6,
+	 1.0f / 24, 1.0f / 12, 1.0f / 6,
+	 1.0f / 24, -1.0f / 12, 1.0f / 6,
+	 0, 0, 1},
+	{1, 1, 1, 1, 1, 0,
+	 0, 1, -1, 2, -2, 0,
+	 0, 1, 1, 4, 4, 0,
+	 0, 1, -1, 8, -8, 1},
+};
+
+/* The tiling of one convolution: n images of h x w in, oh x ow out, padding (ph, pw). */
+typedef struct wg_geom {
+	const wg_kind *k;
+	int64_t n, h, w, oh, ow, ph, pw;
+	int64_t tiles_h, tiles_w;         /* per image */
+	int64_t rows;                     /* tile rows over the batch: n · tiles_h */
+} wg_geom;
+
+static inline wg_geom geometry(int m, int64_t n, int64_t h, int64_t w, int64_t ph, int64_t pw)
+{
+	wg_geom g = {m == 4 ? &f4 : &f2, n, h, w, h + 2 * ph - 2, w + 2 * pw - 2, ph, pw, 0, 0, 0};
+	g.tiles_h = (g.oh + m - 1) / m;
+	g.tiles_w = (g.ow + m - 1) / m;
+	g.rows = n * g.tiles_h;
+	return g;
+}
+
+/* out[p·n_out + q] = Σ_i Σ_j c(p,i) c(q,j) in[i·n_in + j], lane by lane, where
+ * c(p,i) = mat[p·sp + i·si]. Always inlined with a constant matrix, so that the loops over
+ * i, j, p, q unroll, the zero coefficients (most of them) drop out at compile time and each
+ * lane's sum stays in a register. */
+static inline __attribute__((always_inline)) void
+transform2d(const float *mat, int sp, int si, int n_out, int n_in, const float *const *in,
+	    float *const *out)
+{
+	float mid[MAX_A * MAX_A][STRIP];
+#pragma GCC unroll 6
+	for (int i = 0; i < n_in; i++)
+#pragma GCC unroll 6
+		for (int q = 0; q < n_out; q++)
+			for (int k = 0; k < STRIP; k++) {
+				float s = 0.0f;
+#pragma GCC unroll 6
+				for (int j = 0; j < n_in; j++)
+					if (mat[q * sp + j * si] != 0.0f)
+						s += mat[q * sp + j * si] * in[i * n_in + j][k];
+				mid[i * n_out + q][k] = s;
+			}
+#pragma GCC unroll 6
+	for (int p = 0; p < n_out; p++)
+#pragma GCC unroll 6
+		for (int q = 0; q < n_out; q++)
+			for (int k = 0; k < STRIP; k++) {
+				float s = 0.0f;
+#pragma GCC unroll 6
+				for (int i = 0; i < n_in; i++)
+					if (mat[p * sp + i * si] != 0.0f)
+						s += mat[p * sp + i * si] * mid[i * n_out + q][k];
+				out[p * n_out + q][k] = s;
+			}
+}
+
+/* Points out[ξ] at dst + ξ·stride when the strip is whole (nt == STRIP), else at loc. */
+static inline void strip_outputs(float *dst, int64_t stride, int64_t nt, int n, float (*loc)[STRIP],
+			  float **out)
+{
+	for (int xi = 0; xi < n; xi++)
+		out[xi] = nt == STRIP ? dst + xi * stride : loc[xi];
+}
+
+static inline void flush_outputs(float *dst, int64_t stride, int64_t nt, int n, float (*loc)[STRIP])
+{
+	if (nt < STRIP)
+		for (int xi = 0; xi < n; xi++)
+			memcpy(dst + xi * stride, loc[xi], sizeof(float) * nt);
+}
+
+/* Tile rows per chunk: enough tiles for GEMMs near BLIS's peak, few enough that the
+ * transformed tiles stay bounded whatever the batch (winograd.c). */
+int64_t skd_wg_chunk_rows(const wg_geom *g, int64_t ch_in, int64_t ch_out);
+/* v[ξ][c][t] = (Bᵀ d B)[ξ] for the input tiles of the chunk's tile rows row0 .. row0+nrows−1. */
+void skd_wg_transform_input(const wg_geom *g, const float *x, int64_t nch, int64_t row0,
+			    int64_t nrows, float *v);
+/* y (n, ych, oh, ow) tiles = Aᵀ M[·][c] A + bias[c] for the first nch channels. */
+void skd_wg_transform_output(const wg_geom *g, const float *mm, int64_t nch, int64_t ych,
+			     int64_t row0, int64_t nrows, const float *bias, float *y);
+
+/* winograd_packed.c: the forward on the micro-kernel's packed panels, for calls whose chunks
+ * are small (a frozen network at batch 1 or 2). skd_wg_packed_for says whether a call of
+ * that geometry takes it; skd_wg_forward_packed runs it (rotate: the backward-input kernel). */
+bool skd_wg_packed_for(const wg_geom *g, int64_t nin, int64_t nout);
+int skd_wg_forward_packed(const wg_geom *g, int64_t nin, int64_t nout, const float *src,
+			  const float *wt, bool rotate, const float *bias, float *dst);
+
+#endif

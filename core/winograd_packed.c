@@ -1,0 +1,200 @@
+/* winograd_packed.c — the Winograd forward (and backward-input) without a transformed kernel
+ * in memory, for the calls where that kernel is used least: a frozen network's layers at batch
+ * 1 or 2, whose chunks have at most WG_PACKED_MAX_TILES tiles.
+ *
+ * Each thread takes whole panels of output channels and, a block of input channels at a time,
+ * writes their transformed kernel straight into the micro-kernel's packed layout (ukernel.c),
+ * small enough to stay in its core's L2, and multiplies it there by the chunk's tiles, packed
+ * once per chunk. The kernel goes through memory once, as 9 floats per channel pair instead of
+ * alpha² written, read back and packed again by sgemm. Each output element is one fixed
+ * sequence of operations (its panel belongs to one thread, blocks of input channels add in
+ * order), so results repeat bit for bit whatever the thread count.
+ */
+#include <immintrin.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ops.h"
+#include "parallel.h"
+#include "winograd_internal.h"
+
+/* A thread's panel of the transformed kernel (alpha² x kc x nr floats) stays under this, in
+ * its core's L2 beside the tiles it meets. The orientation follows the micro-kernel's storage
+ * preference: M[ξ][k][t] has the tiles contiguous, so a kernel that prefers C by columns
+ * takes the tiles along its rows (mr) and the output channels along its columns (nr). */
+#ifndef WG_PANEL_BYTES
+#define WG_PANEL_BYTES (384 << 10)
+#endif
+
+typedef struct packed_shape {
+	int pt, pk;           /* panel widths: tiles, output channels */
+	bool tiles_rows;      /* the tiles along the micro-kernel's rows (mr) */
+	int64_t kc;           /* input channels per block of the kernel's panels */
+} packed_shape;
+
+static packed_shape packed_shape_of(int aa, int64_t nc)
+{
+	const skd_ukernel *uk = skd_ukernel_get();
+	packed_shape p = {0, 0, uk->prefers_cols, 0};
+	p.pt = p.tiles_rows ? uk->mr : uk->nr;
+	p.pk = p.tiles_rows ? uk->nr : uk->mr;
+	int64_t kc = WG_PANEL_BYTES / ((int64_t)sizeof(float) * aa * p.pk) / 16 * 16;
+	p.kc = kc < 16 ? 16 : kc;
+	if (p.kc > nc)
+		p.kc = nc;
+	return p;
+}
+
+/* vp[ξ][tp][c][pt] = v[ξ][c][tp·pt + i], zero past the chunk's tpc tiles. */
+static void pack_tiles(const float *v, int64_t aa, int64_t nc, int64_t tpc, int pt, float *vp)
+{
+	int64_t tpanels = (tpc + pt - 1) / pt, units = aa * tpanels;
+#pragma omp parallel for schedule(static) if (aa * nc * tpc > SKD_PARALLEL_GRAIN)
+	for (int64_t u = 0; u < units; u++) {
+		int64_t xi = u / tpanels, tp = u % tpanels, t0 = tp * pt;
+		int64_t len = tpc - t0 < pt ? tpc - t0 : pt;
+		const float *src = v + xi * nc * tpc + t0;
+		float *dst = vp + u * nc * pt;
+		for (int64_t c = 0; c < nc; c++) {
+			memcpy(dst + c * pt, src + c * tpc, sizeof(float) * len);
+			if (len < pt)
+				memset(dst + c * pt + len, 0, sizeof(float) * (pt - len));
+		}
+	}
+}
+
+/* up[ξ][c][j] = (G g Gᵀ)[ξ] for output channel k0 + j (j < nkv) and input channel c0 + c
+ * (c < kc): one panel of the kernel, its lanes in storage order, so that each ξ's slice is
+ * written in order. Lanes past the matrix's edge (j ≥ nkv) hold whatever kernel their
+ * stand-in offset reads: the products they enter are never stored (ukernel.c). wt as in
+ * transform_weight (flip: (nc, nk_all, 3, 3), rotated). The taps are gathered: a lane's 9
+ * are contiguous, but consecutive lanes are a whole row of the weights apart. */
+static void transform_weight_panel(const wg_kind *K, const float *wt, int64_t nk_all,
+				   int64_t nc, bool flip, int64_t k0, int nkv, int64_t c0,
+				   int64_t kc, int pk, float *up)
+{
+	int aa = K->alpha * K->alpha;
+	int64_t lanes = kc * pk;
+	/* tap e of lane (c, j) at base + off + step·e */
+	const float *base = flip ? wt + (c0 * nk_all + k0) * 9 + 8 : wt + (k0 * nc + c0) * 9;
+	int step = flip ? -1 : 1;
+	int32_t cstride = (int32_t)(flip ? nk_all * 9 : 9), jstride = (int32_t)(flip ? 9 : nc * 9);
+	int64_t c = 0;
+	int j = 0; /* the lane's (c, j), stepped along without divisions */
+	for (int64_t l0 = 0; l0 < lanes; l0 += STRIP) {
+		int64_t nt = lanes - l0 < STRIP ? lanes - l0 : STRIP;
+		int32_t off[STRIP] __attribute__((aligned(32)));
+		float g9[9][STRIP] __attribute__((aligned(32))), loc[MAX_A * MAX_A][STRIP];
+		const float *in[9];
+		float *out[MAX_A * MAX_A];
+		for (int t = 0; t < STRIP; t++) {
+			off[t] = t < nt && j < nkv ? (int32_t)c * cstride + j * jstride : 0;
+			if (++j == pk) {
+				j = 0;
+				c++;
+			}
+		}
+#ifdef __AVX2__
+		for (int t = 0; t < STRIP; t += 8) {
+			__m256i idx = _mm256_load_si256((const __m256i *)(off + t));
+			for (int e = 0; e < 9; e++)
+				_mm256_store_ps(g9[e] + t, _mm256_i32gather_ps(base + step * e, idx, 4));
+		}
+#else
+		for (int e = 0; e < 9; e++)
+			for (int t = 0; t < STRIP; t++)
+				g9[e][t] = base[off[t] + step * e];
+#endif
+		for (int e = 0; e < 9; e++)
+			in[e] = g9[e];
+		strip_outputs(up + l0, lanes, nt, aa, loc, out);
+		if (K->m == 4)
+			transform2d(f4.g, 3, 1, 6, 3, in, out);
+		else
+			transform2d(f2.g, 3, 1, 4, 3, in, out);
+		flush_outputs(up + l0, lanes, nt, aa, loc);
+	}
+}
+
+/* y's (n, nout, oh, ow) from src (n, nin, h, w) and the weights, as weights_then_forward. */
+int skd_wg_forward_packed(const wg_geom *g, int64_t nin, int64_t nout, const float *src,
+			  const float *wt, bool rotate, const float *bias, float *dst)
+{
+	int aa = g->k->alpha * g->k->alpha, nth = skd_threads_get();
+	packed_shape ps = packed_shape_of(aa, nin);
+	int64_t crow = skd_wg_chunk_rows(g, nin, nout), tmax = crow * g->tiles_w;
+	int64_t tpmax = (tmax + ps.pt - 1) / ps.pt, kpanels = (nout + ps.pk - 1) / ps.pk;
+	size_t vbytes = sizeof(float) * aa * nin * tmax;
+	size_t pbytes = sizeof(float) * aa * nin * tpmax * ps.pt;
+	size_t mbytes = sizeof(float) * aa * nout * tmax;
+	int64_t per = aa * ps.kc * ps.pk; /* a thread's panel of the kernel */
+	size_t ubytes = sizeof(float) * per * nth;
+	float *v = skd_alloc(vbytes), *vp = v ? skd_alloc(pbytes) : NULL;
+	float *mm = vp ? skd_alloc(mbytes) : NULL, *up = mm ? skd_alloc(ubytes) : NULL;
+	int rc = SKD_ERR;
+	if (!up)
+		goto done;
+	for (int64_t row0 = 0; row0 < g->rows; row0 += crow) {
+		int64_t nrows = g->rows - row0 < crow ? g->rows - row0 : crow;
+		int64_t tpc = nrows * g->tiles_w, tpanels = (tpc + ps.pt - 1) / ps.pt;
+		skd_wg_transform_input(g, src, nin, row0, nrows, v);
+		pack_tiles(v, aa, nin, tpc, ps.pt, vp);
+#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1 && kpanels > 1)
+		for (int64_t kp = 0; kp < kpanels; kp++) {
+			float *mine = up + (int64_t)omp_get_thread_num() * per;
+			int64_t k0 = kp * ps.pk;
+			int nkv = nout - k0 < ps.pk ? (int)(nout - k0) : ps.pk;
+			for (int64_t c0 = 0; c0 < nin; c0 += ps.kc) {
+				int64_t kc = nin - c0 < ps.kc ? nin - c0 : ps.kc;
+				transform_weight_panel(g->k, wt, nout, nin, rotate, k0, nkv, c0, kc,
+						       ps.pk, mine);
+				float beta = c0 == 0 ? 0.0f : 1.0f;
+				for (int xi = 0; xi < aa; xi++) {
+					const float *b = mine + xi * kc * ps.pk;
+					float *cm = mm + (xi * nout + k0) * tpc;
+					for (int64_t tp = 0; tp < tpanels; tp++) {
+						const float *a = vp + ((xi * tpanels + tp) * nin + c0) * ps.pt;
+						int64_t nt = tpc - tp * ps.pt < ps.pt ? tpc - tp * ps.pt : ps.pt;
+						if (ps.tiles_rows)
+							skd_ukernel_run(nt, nkv, kc, a, b, beta,
+									cm + tp * ps.pt, 1, tpc);
+						else
+							skd_ukernel_run(nkv, nt, kc, b, a, beta,
+									cm + tp * ps.pt, tpc, 1);
+					}
+				}
+			}
+		}
+		skd_wg_transform_output(g, mm, nout, nout, row0, nrows, bias, dst);
+	}
+	rc = SKD_OK;
+done:
+	skd_free(v, vbytes);
+	skd_free(vp, pbytes);
+	skd_free(mm, mbytes);
+	skd_free(up, ubytes);
+	return rc;
+}
+
+/* The packed forward serves calls whose chunks have at most this many tiles: a frozen network
+ * at batch 1 or 2 (32 to 128 tiles a layer at 128x256), where the transformed kernel is used
+ * least. With more, its per-panel loop reads the tiles from L3 once for every nr output
+ * channels, and BLIS's own blocking was up to 1.4x faster (a batch of 8: 256 tiles and up).
+ * SKD_WG_PACKED=0 turns it off (for comparisons). */
+#define WG_PACKED_MAX_TILES 128
+
+static bool packed_enabled(void)
+{
+	static int on = -1;
+	if (on < 0) {
+		const char *e = getenv("SKD_WG_PACKED");
+		on = !(e && !strcmp(e, "0")) && skd_ukernel_get()->mr > 0;
+	}
+	return on;
+}
+
+bool skd_wg_packed_for(const wg_geom *g, int64_t nin, int64_t nout)
+{
+	return packed_enabled() && skd_wg_chunk_rows(g, nin, nout) * g->tiles_w <= WG_PACKED_MAX_TILES;
+}
+
