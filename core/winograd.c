@@ -590,8 +590,12 @@ void skd_conv_algo_set(skd_conv_algo a)
  * fastest's (one thread, CPU time: 19 of 24, within 1.2%). Without the training step's
  * backward passes to share it, the weight transform weighs twice as much: at batch 1 a head's
  * 4096→512 kernel is 16·4096·512 floats through F(2,3) but 36·4096·512 through F(4,3), written
- * and read for 32 tiles — F(2,3) is 1.3x faster there, where the training rule would take
- * F(4,3). CALL is the fixed cost of a Winograd call (≈ 0.2 ms: scratch, threads). */
+ * and read for 32 tiles, and F(2,3) was 1.3x faster there. WEIGHT_PACKED is the same term for
+ * calls that take winograd_packed.c (chunks of ≤ 128 tiles), where the kernel is transformed
+ * into cache and never written out: estimated from the packed layer4 and head times (the
+ * rest of the fit unchanged); with it F(4,3) takes every frozen layer of 16x32 and more at
+ * batch 1, the fastest path for 21 of the 24 layers (the three others thin or 8x16 maps, ≤ 0.14
+ * ms off). CALL is the fixed cost of a Winograd call (≈ 0.2 ms: scratch, threads). */
 typedef struct rule_costs {
 	double im2col, transform, weight, weight_packed, row, s2b, call;
 } rule_costs;
