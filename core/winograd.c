@@ -26,6 +26,8 @@
  * results repeat bit for bit. Accuracy against the direct path, max |error| / max |output| on
  * random data: about 4e-7 for F(2,3), 7e-6 for F(4,3) (tests/test_winograd.lua bounds them).
  */
+#include <immintrin.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +158,54 @@ gather_segment(const float *plane, int64_t rows, int64_t cols, int64_t r0, int64
 	}
 }
 
+#ifdef __AVX2__
+/* The same gather for a whole strip of a narrow map (tiles_w < 8: every segment a few tiles,
+ * as on the sub-grids of a dilated layer), where gather_segment goes element by element:
+ * tile[i·n + j][t] for all STRIP lanes at once, 8 at a time through masked AVX2 gathers, the
+ * mask being the element's place inside the rows x cols plane (lanes past nt read nothing).
+ * xc is channel c's plane of image 0; an image's planes are image_stride floats apart (the
+ * caller checks that every offset fits in 32 bits). */
+static void gather_strip_narrow(const float *xc, int64_t image_stride, int64_t rows,
+				int64_t cols, int64_t pr, int64_t pc, int m, int n,
+				const segment *seg, int ns, float (*restrict tile)[LANES])
+{
+	int32_t base[STRIP] __attribute__((aligned(32))), r0[STRIP] __attribute__((aligned(32)));
+	int32_t c0[STRIP] __attribute__((aligned(32)));
+	for (int t = 0; t < STRIP; t++) {
+		base[t] = 0;
+		r0[t] = c0[t] = -(MAX_A + 1); /* outside: masked whatever i, j */
+	}
+	for (int k = 0; k < ns; k++)
+		for (int t = 0; t < seg[k].len; t++) {
+			int lane = seg[k].lane + t;
+			r0[lane] = (int32_t)(seg[k].th * m - pr);
+			c0[lane] = (int32_t)((seg[k].tw + t) * m - pc);
+			base[lane] = (int32_t)(seg[k].img * image_stride + r0[lane] * cols + c0[lane]);
+		}
+	__m256i vrows = _mm256_set1_epi32((int32_t)rows), vcols = _mm256_set1_epi32((int32_t)cols);
+	__m256i minus1 = _mm256_set1_epi32(-1);
+	for (int v = 0; v < STRIP; v += 8) {
+		__m256i vb = _mm256_load_si256((const __m256i *)(base + v));
+		__m256i vr = _mm256_load_si256((const __m256i *)(r0 + v));
+		__m256i vc = _mm256_load_si256((const __m256i *)(c0 + v));
+		for (int i = 0; i < n; i++) {
+			__m256i r = _mm256_add_epi32(vr, _mm256_set1_epi32(i));
+			__m256i rin = _mm256_and_si256(_mm256_cmpgt_epi32(r, minus1),
+						       _mm256_cmpgt_epi32(vrows, r));
+			for (int j = 0; j < n; j++) {
+				__m256i c = _mm256_add_epi32(vc, _mm256_set1_epi32(j));
+				__m256i in = _mm256_and_si256(rin, _mm256_and_si256(
+					_mm256_cmpgt_epi32(c, minus1), _mm256_cmpgt_epi32(vcols, c)));
+				__m256i idx = _mm256_add_epi32(vb, _mm256_set1_epi32((int32_t)(i * cols + j)));
+				_mm256_storeu_ps(tile[i * n + j] + v,
+						 _mm256_mask_i32gather_ps(_mm256_setzero_ps(), xc, idx,
+									  _mm256_castsi256_ps(in), 4));
+			}
+		}
+	}
+}
+#endif
+
 /* The inverse for m x m output tiles: plane(segment)[th·m + i][tw·m + t·m + j] =
  * res[i·m + j][lane + t] + bias inside the oh x ow plane, for every segment of the strip. */
 static inline __attribute__((always_inline)) void
@@ -190,6 +240,8 @@ static void transform_tiles(const wg_geom *g, const float *x, int64_t nch, int64
 	int64_t units = nch * strips;
 	chunk_segs cs;
 	chunk_segments(g, row0, tpc, &cs);
+	/* narrow maps gather a strip at once (gather_strip_narrow), with 32-bit offsets */
+	bool narrow = g->tiles_w < 8 && g->n * nch * rows * cols < INT32_MAX - 64;
 #pragma omp parallel for schedule(static) if (units * STRIP * aa > SKD_PARALLEL_GRAIN)
 	for (int64_t u = 0; u < units; u++) {
 		int64_t c = u / strips, s0 = u % strips * STRIP;
@@ -203,7 +255,22 @@ static void transform_tiles(const wg_geom *g, const float *x, int64_t nch, int64
 		for (int e = 0; e < aa; e++)
 			in[e] = tile[e];
 		strip_outputs(dst, nch * tpc, nt, aa, loc, out);
-		if (nt < STRIP) /* lanes no segment writes: keep them finite */
+#ifdef __AVX2__
+		if (narrow) {
+			const float *xc = x + c * rows * cols;
+			int64_t st = nch * rows * cols;
+			if (m == 4 && !grad_output)
+				gather_strip_narrow(xc, st, rows, cols, pr, pc, 4, 6, seg, ns, tile);
+			else if (m == 4)
+				gather_strip_narrow(xc, st, rows, cols, pr, pc, 4, 4, seg, ns, tile);
+			else if (!grad_output)
+				gather_strip_narrow(xc, st, rows, cols, pr, pc, 2, 4, seg, ns, tile);
+			else
+				gather_strip_narrow(xc, st, rows, cols, pr, pc, 2, 2, seg, ns, tile);
+			ns = 0;
+		}
+#endif
+		if (nt < STRIP && ns > 0) /* lanes no segment writes: keep them finite */
 			memset(tile, 0, sizeof tile);
 		for (int k = 0; k < ns; k++) {
 			const float *plane = x + (seg[k].img * nch + c) * rows * cols;
