@@ -26,7 +26,9 @@
 # and OMP_NUM_THREADS the same for PyTorch. On a machine shared with other jobs, a team of
 # threads waits at every barrier for a member that is descheduled, which swamps the
 # comparison at 2 threads; SKD_THREADS=1 bash bench/compare.sh compares the engines per thread
-# and is disturbed far less. SKD_CONV_ALGO=direct measures skd's reference convolution path.
+# and is disturbed far less. SKD_CONV_ALGO=direct measures skd's reference convolution path;
+# SKD_WG_PACKED=0 the Winograd forward of small batches with its kernel transformed to memory
+# and multiplied by BLIS's sgemm (as before the packed panels of core/winograd_packed.c).
 set -u
 cd "$(dirname "$0")/.."
 
