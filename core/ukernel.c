@@ -28,7 +28,11 @@ static void ukernel_init(void)
 	kernel = (sgemm_ukr_ft)bli_cntx_get_l3_nat_ukr_dt(BLIS_FLOAT, BLIS_GEMM_UKR, context);
 	int mr = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MR, context);
 	int nr = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_NR, context);
-	if (!kernel || mr < 1 || nr < 1 || mr * nr > SKD_UKERNEL_MAX_BLOCK)
+	/* panels are laid out mr (nr) wide; a kernel set whose packed panels are wider than its
+	 * register block (PACKMR, PACKNR) would read them otherwise */
+	int pmr = (int)bli_cntx_get_blksz_max_dt(BLIS_FLOAT, BLIS_MR, context);
+	int pnr = (int)bli_cntx_get_blksz_max_dt(BLIS_FLOAT, BLIS_NR, context);
+	if (!kernel || mr < 1 || nr < 1 || mr * nr > SKD_UKERNEL_MAX_BLOCK || pmr != mr || pnr != nr)
 		return; /* unavailable: callers keep to skd_sgemm */
 	info.mr = mr;
 	info.nr = nr;
@@ -56,11 +60,12 @@ void skd_ukernel_run(int64_t m, int64_t n, int64_t k, const float *a, const floa
 	/* an edge block: the whole register block into a local one, then its m x n part (not
 	 * every BLIS 0.9 micro-kernel honours m and n below its block shape) */
 	float zero = 0.0f, t[SKD_UKERNEL_MAX_BLOCK] __attribute__((aligned(64)));
-	kernel(info.mr, info.nr, k, &one, (float *)a, (float *)b, &zero, t, info.nr, 1, &aux,
+	inc_t rs_t = info.prefers_cols ? 1 : info.nr, cs_t = info.prefers_cols ? info.mr : 1;
+	kernel(info.mr, info.nr, k, &one, (float *)a, (float *)b, &zero, t, rs_t, cs_t, &aux,
 	       context);
 	for (int64_t i = 0; i < m; i++)
 		for (int64_t j = 0; j < n; j++) {
-			float *cij = c + i * rs_c + j * cs_c;
-			*cij = beta == 0.0f ? t[i * info.nr + j] : beta * *cij + t[i * info.nr + j];
+			float *cij = c + i * rs_c + j * cs_c, tij = t[i * rs_t + j * cs_t];
+			*cij = beta == 0.0f ? tij : beta * *cij + tij;
 		}
 }

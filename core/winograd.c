@@ -662,7 +662,9 @@ void skd_conv_algo_set(skd_conv_algo a)
  * into cache and never written out: estimated from the packed layer4 and head times (the
  * rest of the fit unchanged); with it F(4,3) takes every frozen layer of 16x32 and more at
  * batch 1, the fastest path for 21 of the 24 layers (the three others thin or 8x16 maps, ≤ 0.14
- * ms off). CALL is the fixed cost of a Winograd call (≈ 0.2 ms: scratch, threads). */
+ * ms off). The training step's WEIGHT_PACKED is its WEIGHT scaled by the same ratio, not
+ * fitted: at batch 8 no layer takes the packed forward. CALL is the fixed cost of a Winograd
+ * call (≈ 0.2 ms: scratch, threads). */
 typedef struct rule_costs {
 	double im2col, transform, weight, weight_packed, row, s2b, call;
 } rule_costs;
@@ -694,9 +696,12 @@ static double winograd_cost(const rule_costs *c, int m, int64_t n, int64_t cin, 
 	wg_geom g = geometry(m, n, oh, ow, 1, 1); /* padded by 1, the output is oh x ow */
 	double aa = (m + 2) * (m + 2), ci = (double)cin, co = (double)cout;
 	double rows = (double)g.rows, tiles = rows * g.tiles_w;
-	if (skd_wg_packed_for(&g, cin, cout)) /* no transformed kernel in memory, no kernel blocks */
+	if (skd_wg_packed_for(&g, cin, cout)) { /* no transformed kernel in memory, no blocks */
+		if (sizeof(float) * aa * tiles * (2.0 * ci + co) > (double)SCRATCH_MAX)
+			return 1e300; /* tiles in, their panels, products out */
 		return tiles * aa * (2.0 * ci * co + c->transform * (ci + co)) +
 		       c->weight_packed * aa * ci * co + c->row * rows * (ci + co) + c->call;
+	}
 	int64_t block = kernel_block((m + 2) * (m + 2), cin, cout);
 	int64_t chunk = skd_wg_chunk_rows(&g, cin, block) * g.tiles_w;
 	double cb = (double)block, blocks = (double)((cout + block - 1) / block);

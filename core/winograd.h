@@ -47,7 +47,8 @@ typedef struct skd_conv_shape {
 } skd_conv_shape;
 
 /* The Winograd output tile (2 or 4) this layer takes, or 0 for the direct path. A pure
- * function of the shape and the algorithm switch, so a layer always takes the same path.
+ * function of the shape, the algorithm switch and the process's fixed settings (SKD_WG_PACKED,
+ * the BLIS kernel set), so a layer always takes the same path.
  * Dilation d > 1 (with padding d) means space-to-batch first. A training step (forward and
  * both backward passes) and a forward alone have a rule each: their costs differ. */
 int skd_conv_fast_plan(const skd_conv_shape *s);

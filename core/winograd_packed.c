@@ -12,6 +12,7 @@
  */
 #include <immintrin.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "ops.h"
@@ -71,14 +72,16 @@ static void pack_tiles(const float *v, int64_t aa, int64_t nc, int64_t tpc, int 
  * are contiguous, but consecutive lanes are a whole row of the weights apart. */
 static void transform_weight_panel(const wg_kind *K, const float *wt, int64_t nk_all,
 				   int64_t nc, bool flip, int64_t k0, int nkv, int64_t c0,
-				   int64_t kc, int pk, float *up)
+				   int64_t kc, int pk, int64_t xstride, float *up)
 {
 	int aa = K->alpha * K->alpha;
 	int64_t lanes = kc * pk;
 	/* tap e of lane (c, j) at base + off + step·e */
 	const float *base = flip ? wt + (c0 * nk_all + k0) * 9 + 8 : wt + (k0 * nc + c0) * 9;
 	int step = flip ? -1 : 1;
-	int32_t cstride = (int32_t)(flip ? nk_all * 9 : 9), jstride = (int32_t)(flip ? 9 : nc * 9);
+	int64_t cs64 = flip ? nk_all * 9 : 9, js64 = flip ? 9 : nc * 9;
+	bool fits = (kc - 1) * cs64 + (pk - 1) * js64 <= INT32_MAX; /* offsets as gather indices */
+	int32_t cstride = fits ? (int32_t)cs64 : 0, jstride = fits ? (int32_t)js64 : 0;
 	int64_t c = 0;
 	int j = 0; /* the lane's (c, j), stepped along without divisions */
 	for (int64_t l0 = 0; l0 < lanes; l0 += STRIP) {
@@ -88,31 +91,41 @@ static void transform_weight_panel(const wg_kind *K, const float *wt, int64_t nk
 		const float *in[9];
 		float *out[MAX_A * MAX_A];
 		for (int t = 0; t < STRIP; t++) {
-			off[t] = t < nt && j < nkv ? (int32_t)c * cstride + j * jstride : 0;
+			off[t] = t < nt && j < nkv ? (int32_t)c * cstride + j * jstride : 0; /* 0 when !fits */
 			if (++j == pk) {
 				j = 0;
 				c++;
 			}
 		}
+		if (!fits) { /* kernels too far apart for 32-bit offsets: one lane at a time */
+			for (int t = 0; t < STRIP; t++) {
+				int64_t l = l0 + t, lc = l / pk, lj = l % pk;
+				const float *src = base + (t < nt && lj < nkv ? lc * cs64 + lj * js64 : 0);
+				for (int e = 0; e < 9; e++)
+					g9[e][t] = src[step * e];
+			}
+		} else {
 #ifdef __AVX2__
-		for (int t = 0; t < STRIP; t += 8) {
-			__m256i idx = _mm256_load_si256((const __m256i *)(off + t));
-			for (int e = 0; e < 9; e++)
-				_mm256_store_ps(g9[e] + t, _mm256_i32gather_ps(base + step * e, idx, 4));
-		}
+			for (int t = 0; t < STRIP; t += 8) {
+				__m256i idx = _mm256_load_si256((const __m256i *)(off + t));
+				for (int e = 0; e < 9; e++)
+					_mm256_store_ps(g9[e] + t,
+							_mm256_i32gather_ps(base + step * e, idx, 4));
+			}
 #else
-		for (int e = 0; e < 9; e++)
-			for (int t = 0; t < STRIP; t++)
-				g9[e][t] = base[off[t] + step * e];
+			for (int e = 0; e < 9; e++)
+				for (int t = 0; t < STRIP; t++)
+					g9[e][t] = base[off[t] + step * e];
 #endif
+		}
 		for (int e = 0; e < 9; e++)
 			in[e] = g9[e];
-		strip_outputs(up + l0, lanes, nt, aa, loc, out);
+		strip_outputs(up + l0, xstride, nt, aa, loc, out);
 		if (K->m == 4)
 			transform2d(f4.g, 3, 1, 6, 3, in, out);
 		else
 			transform2d(f2.g, 3, 1, 4, 3, in, out);
-		flush_outputs(up + l0, lanes, nt, aa, loc);
+		flush_outputs(up + l0, xstride, nt, aa, loc);
 	}
 }
 
@@ -127,7 +140,8 @@ int skd_wg_forward_packed(const wg_geom *g, int64_t nin, int64_t nout, const flo
 	size_t vbytes = sizeof(float) * aa * nin * tmax;
 	size_t pbytes = sizeof(float) * aa * nin * tpmax * ps.pt;
 	size_t mbytes = sizeof(float) * aa * nout * tmax;
-	int64_t per = aa * ps.kc * ps.pk; /* a thread's panel of the kernel */
+	/* a thread's panel of the kernel, each ξ's slice starting 64-byte aligned (ops.h) */
+	int64_t xs_max = (ps.kc * ps.pk + 15) / 16 * 16, per = aa * xs_max;
 	size_t ubytes = sizeof(float) * per * nth;
 	float *v = skd_alloc(vbytes), *vp = v ? skd_alloc(pbytes) : NULL;
 	float *mm = vp ? skd_alloc(mbytes) : NULL, *up = mm ? skd_alloc(ubytes) : NULL;
@@ -146,11 +160,12 @@ int skd_wg_forward_packed(const wg_geom *g, int64_t nin, int64_t nout, const flo
 			int nkv = nout - k0 < ps.pk ? (int)(nout - k0) : ps.pk;
 			for (int64_t c0 = 0; c0 < nin; c0 += ps.kc) {
 				int64_t kc = nin - c0 < ps.kc ? nin - c0 : ps.kc;
+				int64_t xs = (kc * ps.pk + 15) / 16 * 16;
 				transform_weight_panel(g->k, wt, nout, nin, rotate, k0, nkv, c0, kc,
-						       ps.pk, mine);
+						       ps.pk, xs, mine);
 				float beta = c0 == 0 ? 0.0f : 1.0f;
 				for (int xi = 0; xi < aa; xi++) {
-					const float *b = mine + xi * kc * ps.pk;
+					const float *b = mine + xi * xs;
 					float *cm = mm + (xi * nout + k0) * tpc;
 					for (int64_t tp = 0; tp < tpanels; tp++) {
 						const float *a = vp + ((xi * tpanels + tp) * nin + c0) * ps.pt;
@@ -176,10 +191,12 @@ done:
 	return rc;
 }
 
-/* The packed forward serves calls whose chunks have at most this many tiles: a frozen network
+/* The packed forward serves calls of at most this many tiles: a frozen network
  * at batch 1 or 2 (32 to 128 tiles a layer at 128x256), where the transformed kernel is used
  * least. With more, its per-panel loop reads the tiles from L3 once for every nr output
- * channels, and BLIS's own blocking was up to 1.4x faster (a batch of 8: 256 tiles and up).
+ * channels, and BLIS's own blocking was up to 1.4x faster (a batch of 8: 256 tiles and up);
+ * a macro-kernel blocked as BLIS's, on the whole kernel packed once per call, was tried for
+ * those and measured 0.6–1.0x sgemm's time on the student's layers, so they keep sgemm.
  * SKD_WG_PACKED=0 turns it off (for comparisons). */
 #define WG_PACKED_MAX_TILES 128
 
@@ -195,6 +212,9 @@ static bool packed_enabled(void)
 
 bool skd_wg_packed_for(const wg_geom *g, int64_t nin, int64_t nout)
 {
-	return packed_enabled() && skd_wg_chunk_rows(g, nin, nout) * g->tiles_w <= WG_PACKED_MAX_TILES;
+	/* the whole call in one chunk: the kernel is transformed once per chunk (wide layers'
+	 * chunks have 128 tiles whatever the batch) */
+	return packed_enabled() && g->rows * g->tiles_w <= WG_PACKED_MAX_TILES &&
+	       skd_wg_chunk_rows(g, nin, nout) >= g->rows;
 }
 
