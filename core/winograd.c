@@ -233,7 +233,7 @@ scatter_strip(float (*res)[STRIP], int m, float bias, float *y, int64_t plane_st
  * for the input (n_in = alpha), A for a gradient of the output (n_in = m). */
 static void transform_tiles(const wg_geom *g, const float *x, int64_t nch, int64_t rows,
 			    int64_t cols, int64_t pr, int64_t pc, bool grad_output, int64_t row0,
-			    int64_t nrows, float *v)
+			    int64_t nrows, bool panels, float *v)
 {
 	int m = g->k->m, aa = g->k->alpha * g->k->alpha;
 	int64_t tpc = nrows * g->tiles_w, strips = (tpc + STRIP - 1) / STRIP;
@@ -251,10 +251,14 @@ static void transform_tiles(const wg_geom *g, const float *x, int64_t nch, int64
 		const segment *seg = strip_of(&cs, g, row0, s0, nt, local, &ns);
 		float tile[MAX_A * MAX_A][LANES], loc[MAX_A * MAX_A][STRIP];
 		const float *in[MAX_A * MAX_A];
-		float *out[MAX_A * MAX_A], *dst = v + c * tpc + s0;
+		/* v[ξ][c][t], or as panels of STRIP tiles v[ξ][s0 / STRIP][c][lane], whole */
+		float *dst = panels ? v + (s0 / STRIP * nch + c) * STRIP : v + c * tpc + s0;
+		int64_t xstride = panels ? strips * nch * STRIP : nch * tpc;
+		int nw = panels ? STRIP : nt;
+		float *out[MAX_A * MAX_A];
 		for (int e = 0; e < aa; e++)
 			in[e] = tile[e];
-		strip_outputs(dst, nch * tpc, nt, aa, loc, out);
+		strip_outputs(dst, xstride, nw, aa, loc, out);
 #ifdef __AVX2__
 		if (narrow) {
 			const float *xc = x + c * rows * cols;
@@ -293,7 +297,7 @@ static void transform_tiles(const wg_geom *g, const float *x, int64_t nch, int64
 			transform2d(f2.bt, MAX_A, 1, 4, 4, in, out);
 		else
 			transform2d(f2.at, 1, MAX_A, 4, 2, in, out);
-		flush_outputs(dst, nch * tpc, nt, aa, loc);
+		flush_outputs(dst, xstride, nw, aa, loc);
 	}
 	free(cs.seg);
 	free(cs.count);
@@ -304,7 +308,13 @@ static void transform_tiles(const wg_geom *g, const float *x, int64_t nch, int64
 void skd_wg_transform_input(const wg_geom *g, const float *x, int64_t nch, int64_t row0,
 			    int64_t nrows, float *v)
 {
-	transform_tiles(g, x, nch, g->h, g->w, g->ph, g->pw, false, row0, nrows, v);
+	transform_tiles(g, x, nch, g->h, g->w, g->ph, g->pw, false, row0, nrows, false, v);
+}
+
+void skd_wg_transform_input_panels(const wg_geom *g, const float *x, int64_t nch, int64_t row0,
+				   int64_t nrows, float *vp)
+{
+	transform_tiles(g, x, nch, g->h, g->w, g->ph, g->pw, false, row0, nrows, true, vp);
 }
 
 /* dyt[ξ][c][t] = (A dY Aᵀ)[ξ] for the m x m tiles of dy (n, nch, oh, ow), zero past its edge:
@@ -312,7 +322,7 @@ void skd_wg_transform_input(const wg_geom *g, const float *x, int64_t nch, int64
 static void transform_grad_output(const wg_geom *g, const float *dy, int64_t nch, int64_t row0,
 				  int64_t nrows, float *dyt)
 {
-	transform_tiles(g, dy, nch, g->oh, g->ow, 0, 0, true, row0, nrows, dyt);
+	transform_tiles(g, dy, nch, g->oh, g->ow, 0, 0, true, row0, nrows, false, dyt);
 }
 
 /* y (n, ych, oh, ow) tiles = Aᵀ M[·][c] A + bias[c] for its first nch channels, for the tile

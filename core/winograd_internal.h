@@ -124,6 +124,10 @@ int64_t skd_wg_chunk_rows(const wg_geom *g, int64_t ch_in, int64_t ch_out);
 /* v[ξ][c][t] = (Bᵀ d B)[ξ] for the input tiles of the chunk's tile rows row0 .. row0+nrows−1. */
 void skd_wg_transform_input(const wg_geom *g, const float *x, int64_t nch, int64_t row0,
 			    int64_t nrows, float *v);
+/* The same as panels of WG_STRIP tiles, vp[ξ][t / STRIP][c][t % STRIP], zero past the last
+ * tile: the micro-kernel's packed layout when its tile panels are STRIP wide. */
+void skd_wg_transform_input_panels(const wg_geom *g, const float *x, int64_t nch, int64_t row0,
+				   int64_t nrows, float *vp);
 /* y (n, ych, oh, ow) tiles = Aᵀ M[·][c] A + bias[c] for the first nch channels. */
 void skd_wg_transform_output(const wg_geom *g, const float *mm, int64_t nch, int64_t ych,
 			     int64_t row0, int64_t nrows, const float *bias, float *y);

@@ -137,13 +137,13 @@ int skd_wg_forward_packed(const wg_geom *g, int64_t nin, int64_t nout, const flo
 	packed_shape ps = packed_shape_of(aa, nin);
 	int64_t crow = skd_wg_chunk_rows(g, nin, nout), tmax = crow * g->tiles_w;
 	int64_t tpmax = (tmax + ps.pt - 1) / ps.pt, kpanels = (nout + ps.pk - 1) / ps.pk;
-	size_t vbytes = sizeof(float) * aa * nin * tmax;
+	size_t vbytes = ps.pt == STRIP ? 0 : sizeof(float) * aa * nin * tmax;
 	size_t pbytes = sizeof(float) * aa * nin * tpmax * ps.pt;
 	size_t mbytes = sizeof(float) * aa * nout * tmax;
 	/* a thread's panel of the kernel, each ξ's slice starting 64-byte aligned (ops.h) */
 	int64_t xs_max = (ps.kc * ps.pk + 15) / 16 * 16, per = aa * xs_max;
 	size_t ubytes = sizeof(float) * per * nth;
-	float *v = skd_alloc(vbytes), *vp = v ? skd_alloc(pbytes) : NULL;
+	float *v = vbytes ? skd_alloc(vbytes) : NULL, *vp = v || !vbytes ? skd_alloc(pbytes) : NULL;
 	float *mm = vp ? skd_alloc(mbytes) : NULL, *up = mm ? skd_alloc(ubytes) : NULL;
 	int rc = SKD_ERR;
 	if (!up)
@@ -151,8 +151,12 @@ int skd_wg_forward_packed(const wg_geom *g, int64_t nin, int64_t nout, const flo
 	for (int64_t row0 = 0; row0 < g->rows; row0 += crow) {
 		int64_t nrows = g->rows - row0 < crow ? g->rows - row0 : crow;
 		int64_t tpc = nrows * g->tiles_w, tpanels = (tpc + ps.pt - 1) / ps.pt;
-		skd_wg_transform_input(g, src, nin, row0, nrows, v);
-		pack_tiles(v, aa, nin, tpc, ps.pt, vp);
+		if (ps.pt == STRIP) /* the transform writes the panels itself */
+			skd_wg_transform_input_panels(g, src, nin, row0, nrows, vp);
+		else {
+			skd_wg_transform_input(g, src, nin, row0, nrows, v);
+			pack_tiles(v, aa, nin, tpc, ps.pt, vp);
+		}
 #pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1 && kpanels > 1)
 		for (int64_t kp = 0; kp < kpanels; kp++) {
 			float *mine = up + (int64_t)omp_get_thread_num() * per;
