@@ -14,6 +14,10 @@
 #   bash bench/compare.sh --profile  only the profile: perf record (cpu-clock) of skd's student
 #                                    step (width 1.0, 128×256, batch 8), self time by op family
 #                                    and top symbols; one thread (SKD_PROFILE_THREADS=n for more)
+#   bash bench/compare.sh --rounds=N  the case list N times over (sides alternated anew each
+#                                    round), then each ratio of record round by round with
+#                                    their median and range: on a machine whose speed drifts
+#                                    for minutes at a time, a round's two sides share the drift
 #   bash bench/compare.sh [mode] PATTERN   only the cases whose arguments contain PATTERN
 #                                    (e.g. "pairwise", "teacher 101", "256x512")
 #   bash bench/compare.sh --table FILE     the tables again from a saved raw file (the "R ..."
@@ -34,14 +38,17 @@ cd "$(dirname "$0")/.."
 
 mode=default
 pattern=""
+rounds=1
 for a in "$@"; do
   case "$a" in
+    --rounds=*) rounds="${a#--rounds=}"
+      [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --rounds expects a count >= 1, got '${a#--rounds=}'" >&2; exit 2; } ;;
     --quick) mode=quick ;;
     --full) mode=full ;;
     --profile) mode=profile ;;
     -h|--help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
     --table) mode=table ;;
-    -*) echo "compare.sh: unknown option '$a' (--quick, --full, --profile, or a case pattern)" >&2; exit 2 ;;
+    -*) echo "compare.sh: unknown option '$a' (--quick, --full, --profile, --rounds=N, or a case pattern)" >&2; exit 2 ;;
     *) pattern="$a" ;;
   esac
 done
@@ -165,9 +172,54 @@ END {
 }' "$1"
 }
 
+# The ratios of record (each case's total, the teacher's forward) round by round: one results
+# file per round, the median of the rounds' ratios and their range.
+print_rounds() { # results files, one per round
+awk '
+function ratio(a, b) { return (a > 0 && b > 0) ? a / b : -1 }
+FNR == 1 { nr++ }
+/^R / {
+  delete f
+  for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = substr($i, length(kv[1]) + 2) }
+  split(f["case"], part, "/")
+  if (!(f["metric"] == "total" || (part[1] == "teacher" && f["metric"] == "fwd"))) next
+  if (f["case"] ~ /^(sgemm|layers)/ || !("median" in f)) next
+  k = f["case"] SUBSEP f["metric"]
+  if (!(k in seen)) { seen[k] = 1; keys[++nk] = k }
+  med[nr, f["side"], k] = f["median"]
+}
+END {
+  printf "%-30s %-6s %-44s %7s %12s\n", "case", "metric", "ratio round by round", "median", "range"
+  print "------------------------------------------------------------------------------------------------------"
+  for (i = 1; i <= nk; i++) {
+    k = keys[i]; split(k, ck, SUBSEP); n = 0; list = ""
+    for (r = 1; r <= nr; r++) {
+      q = ratio(med[r, "torch", k], med[r, "skd", k])
+      if (q < 0) continue
+      v[++n] = q; list = list sprintf("%.2f ", q)
+    }
+    if (n == 0) continue
+    for (a = 1; a <= n; a++) for (b = a + 1; b <= n; b++) if (v[b] < v[a]) { t = v[a]; v[a] = v[b]; v[b] = t }
+    m = n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    printf "%-30s %-6s %-44s %7.2f %5.2f-%-5.2f\n", ck[1], ck[2], list, m, v[1], v[n]
+  }
+  print "ratio = PyTorch median time / skd median time within one round (> 1: skd faster)."
+}' "$@"
+}
+
 if [ "$mode" = table ]; then
   [ -f "$pattern" ] || { echo "compare.sh --table: expects a results file, got '$pattern'" >&2; exit 2; }
-  print_tables "$pattern"
+  if grep -q '^ROUND ' "$pattern"; then # a --rounds file: the rounds' table, then the last round
+    tdir=$(mktemp -d /tmp/skd-compare-rounds.XXXXXX)
+    awk -v d="$tdir" '/^ROUND / {f = sprintf("%s/%04d", d, $2); next} f {print > f}' "$pattern"
+    echo "the ratios of record over $(ls "$tdir" | wc -l) rounds:"
+    print_rounds "$tdir"/*
+    echo
+    print_tables "$(ls -d "$tdir"/* | tail -1)"
+    rm -rf "$tdir"
+  else
+    print_tables "$pattern"
+  fi
   exit 0
 fi
 
@@ -248,8 +300,9 @@ if [ "$mode" != quick ]; then
 fi
 
 out=$(mktemp /tmp/skd-compare.XXXXXX)
+out_base="$out"
 errs=$(mktemp /tmp/skd-compare-err.XXXXXX)
-trap 'rm -f "$out" "$errs"' EXIT
+trap 'rm -f "$out_base" "$out_base".* "$errs"' EXIT
 export SKD_BENCH_BUDGET="$cap"
 t_start=$(date +%s)
 
@@ -288,19 +341,29 @@ run_case() {
 
 # the practical peak first (skd only: BLIS sgemm through skd.matmul)
 "$SKD" bench/bench_vs_torch.lua sgemm 2048 5 >>"$out" 2>>"$errs"
-for c in "${cases[@]}"; do
-  [ -n "$pattern" ] && [[ "$c" != *"$pattern"* ]] && continue
-  run_case "$c"
-done
-for c in "${optional[@]}"; do
-  [ -n "$pattern" ] && [[ "$c" != *"$pattern"* ]] && continue
-  spent=$(( $(date +%s) - t_start ))
-  if [ "$budget" -gt 0 ] && [ "$spent" -gt $((budget * 6 / 10)) ]; then
-    echo "[$(date +%H:%M:%S)] $c: skipped, ${spent} s of the default mode's ~${budget} s budget spent (--full runs it)" >&2
-    echo "SKIP case=$c" >>"$out"
-    continue
+peak_lines=$(grep '^R ' "$out")
+round_files=()
+for ((round = 1; round <= rounds; round++)); do
+  if [ "$rounds" -gt 1 ]; then # each round its own results file, the peak's lines in each
+    [ $round -gt 1 ] && { out="$out_base.$round"; printf '%s\n' "$peak_lines" >"$out"; }
+    round_files+=("$out")
+    echo "-- round $round of $rounds" >&2
   fi
-  run_case "$c"
+  t_round=$(date +%s)
+  for c in "${cases[@]}"; do
+    [ -n "$pattern" ] && [[ "$c" != *"$pattern"* ]] && continue
+    run_case "$c"
+  done
+  for c in "${optional[@]}"; do
+    [ -n "$pattern" ] && [[ "$c" != *"$pattern"* ]] && continue
+    spent=$(( $(date +%s) - t_round ))
+    if [ "$budget" -gt 0 ] && [ "$spent" -gt $((budget * 6 / 10)) ]; then
+      echo "[$(date +%H:%M:%S)] $c: skipped, ${spent} s of the default mode's ~${budget} s budget spent (--full runs it)" >&2
+      echo "SKIP case=$c" >>"$out"
+      continue
+    fi
+    run_case "$c"
+  done
 done
 echo "(compare.sh took $(( $(date +%s) - t_start )) s)" >&2
 load_end=$(cut -d' ' -f1 /proc/loadavg)
@@ -311,8 +374,20 @@ if awk -v l="$load_end" -v c="$cores" 'BEGIN {exit !(l > c / 2)}'; then
   echo
 fi
 
+if [ "$rounds" -gt 1 ]; then
+  echo "the ratios of record over $rounds rounds:"
+  print_rounds "${round_files[@]}"
+  echo
+  echo "round $rounds alone, in full:"
+fi
 print_tables "$out"
-if [ -n "${SKD_COMPARE_SAVE:-}" ]; then cp "$out" "$SKD_COMPARE_SAVE" && echo "(raw results saved to $SKD_COMPARE_SAVE)"; fi
+if [ -n "${SKD_COMPARE_SAVE:-}" ]; then
+  if [ "$rounds" -gt 1 ]; then # every round's lines, each round after a marker line
+    i=0; for f in "${round_files[@]}"; do i=$((i + 1)); echo "ROUND $i"; cat "$f"; done >"$SKD_COMPARE_SAVE"
+  else
+    cp "$out" "$SKD_COMPARE_SAVE"
+  fi && echo "(raw results saved to $SKD_COMPARE_SAVE)"
+fi
 if [ -s "$errs" ] && grep -qiE 'error|traceback' "$errs"; then
   echo
   echo "errors reported by the sides:"
