@@ -168,6 +168,25 @@ T.test("two runs are bit-identical (forward and gradients, every path)", functio
   end
 end)
 
+T.test("the same bits at 1 and 2 threads (batch 1: the packed forward, its panels split by thread)", function()
+  local prev = skd.threads()
+  for _, c in ipairs({
+    {{1, 64, 16, 32}, {40, 64, 3, 3}, {padding = 1}},                 -- 40: a short last panel
+    {{1, 24, 16, 32}, {32, 24, 3, 3}, {padding = 2, dilation = 2}},
+  }) do
+    local x, w, b = skd.randn(table.unpack(c[1])), skd.randn(table.unpack(c[2])), skd.randn(c[2][1])
+    local r = skd.randn(table.unpack(outsize(x, w, c[3])))
+    for _, algo in ipairs({"winograd2", "winograd4"}) do
+      skd.threads(1)
+      local a = {run(algo, x, w, b, c[3], r)}
+      skd.threads(2)
+      local z = {run(algo, x, w, b, c[3], r)}
+      skd.threads(prev)
+      for k = 1, 4 do T.near(z[k], a[k], 0, algo .. " output " .. k) end
+    end
+  end
+end)
+
 -- ---------- the switch and the per-layer rule ----------
 
 T.test("skd.conv_algo: get, set, restore, refuse unknown names", function()
