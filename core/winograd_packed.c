@@ -1,6 +1,6 @@
 /* winograd_packed.c — the Winograd forward (and backward-input) without a transformed kernel
  * in memory, for the calls where that kernel is used least: a frozen network's layers at batch
- * 1 or 2, whose chunks have at most WG_PACKED_MAX_TILES tiles.
+ * 1 or 2, of at most WG_PACKED_MAX_TILES tiles in all (so one chunk).
  *
  * Each thread takes whole panels of output channels and, a block of input channels at a time,
  * writes their transformed kernel straight into the micro-kernel's packed layout (ukernel.c),
