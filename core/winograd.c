@@ -240,8 +240,10 @@ static void transform_tiles(const wg_geom *g, const float *x, int64_t nch, int64
 	int64_t units = nch * strips;
 	chunk_segs cs;
 	chunk_segments(g, row0, tpc, &cs);
+#ifdef __AVX2__
 	/* narrow maps gather a strip at once (gather_strip_narrow), with 32-bit offsets */
 	bool narrow = g->tiles_w < 8 && g->n * nch * rows * cols < INT32_MAX - 64;
+#endif
 #pragma omp parallel for schedule(static) if (units * STRIP * aa > SKD_PARALLEL_GRAIN)
 	for (int64_t u = 0; u < units; u++) {
 		int64_t c = u / strips, s0 = u % strips * STRIP;
@@ -260,17 +262,9 @@ static void transform_tiles(const wg_geom *g, const float *x, int64_t nch, int64
 			in[e] = tile[e];
 		strip_outputs(dst, xstride, nw, aa, loc, out);
 #ifdef __AVX2__
-		if (narrow) {
-			const float *xc = x + c * rows * cols;
-			int64_t st = nch * rows * cols;
-			if (m == 4 && !grad_output)
-				gather_strip_narrow(xc, st, rows, cols, pr, pc, 4, 6, seg, ns, tile);
-			else if (m == 4)
-				gather_strip_narrow(xc, st, rows, cols, pr, pc, 4, 4, seg, ns, tile);
-			else if (!grad_output)
-				gather_strip_narrow(xc, st, rows, cols, pr, pc, 2, 4, seg, ns, tile);
-			else
-				gather_strip_narrow(xc, st, rows, cols, pr, pc, 2, 2, seg, ns, tile);
+		if (narrow) { /* tiles of alpha (input) or m (output gradient) on a side */
+			gather_strip_narrow(x + c * rows * cols, nch * rows * cols, rows, cols, pr, pc,
+					    m, grad_output ? m : m + 2, seg, ns, tile);
 			ns = 0;
 		}
 #endif
@@ -668,7 +662,7 @@ void skd_conv_algo_set(skd_conv_algo a)
  * backward passes to share it, the weight transform weighs twice as much: at batch 1 a head's
  * 4096→512 kernel is 16·4096·512 floats through F(2,3) but 36·4096·512 through F(4,3), written
  * and read for 32 tiles, and F(2,3) was 1.3x faster there. WEIGHT_PACKED is the same term for
- * calls that take winograd_packed.c (chunks of ≤ 128 tiles), where the kernel is transformed
+ * calls that take winograd_packed.c (≤ 128 tiles in all), where the kernel is transformed
  * into cache and never written out: estimated from the packed layer4 and head times (the
  * rest of the fit unchanged); with it F(4,3) takes every frozen layer of 16x32 and more at
  * batch 1, the fastest path for 21 of the 24 layers (the three others thin or 8x16 maps, ≤ 0.14

@@ -4,8 +4,8 @@
  *
  * Each thread takes whole panels of output channels and, a block of input channels at a time,
  * writes their transformed kernel straight into the micro-kernel's packed layout (ukernel.c),
- * small enough to stay in its core's L2, and multiplies it there by the chunk's tiles, packed
- * once per chunk. The kernel goes through memory once, as 9 floats per channel pair instead of
+ * small enough to stay in its core's L2, and multiplies it there by the call's tiles, packed
+ * once. The kernel goes through memory once, as 9 floats per channel pair instead of
  * alpha² written, read back and packed again by sgemm. Each output element is one fixed
  * sequence of operations (its panel belongs to one thread, blocks of input channels add in
  * order), so results repeat bit for bit whatever the thread count.
@@ -129,17 +129,18 @@ static void transform_weight_panel(const wg_kind *K, const float *wt, int64_t nk
 	}
 }
 
-/* y's (n, nout, oh, ow) from src (n, nin, h, w) and the weights, as weights_then_forward. */
+/* y's (n, nout, oh, ow) from src (n, nin, h, w) and the weights, as weights_then_forward;
+ * the call's tiles are one chunk (skd_wg_packed_for). */
 int skd_wg_forward_packed(const wg_geom *g, int64_t nin, int64_t nout, const float *src,
 			  const float *wt, bool rotate, const float *bias, float *dst)
 {
 	int aa = g->k->alpha * g->k->alpha, nth = skd_threads_get();
 	packed_shape ps = packed_shape_of(aa, nin);
-	int64_t crow = skd_wg_chunk_rows(g, nin, nout), tmax = crow * g->tiles_w;
-	int64_t tpmax = (tmax + ps.pt - 1) / ps.pt, kpanels = (nout + ps.pk - 1) / ps.pk;
-	size_t vbytes = ps.pt == STRIP ? 0 : sizeof(float) * aa * nin * tmax;
-	size_t pbytes = sizeof(float) * aa * nin * tpmax * ps.pt;
-	size_t mbytes = sizeof(float) * aa * nout * tmax;
+	int64_t tpc = g->rows * g->tiles_w, tpanels = (tpc + ps.pt - 1) / ps.pt;
+	int64_t kpanels = (nout + ps.pk - 1) / ps.pk;
+	size_t vbytes = ps.pt == STRIP ? 0 : sizeof(float) * aa * nin * tpc;
+	size_t pbytes = sizeof(float) * aa * nin * tpanels * ps.pt;
+	size_t mbytes = sizeof(float) * aa * nout * tpc;
 	/* a thread's panel of the kernel, each ξ's slice starting 64-byte aligned (ops.h) */
 	int64_t xs_max = (ps.kc * ps.pk + 15) / 16 * 16, per = aa * xs_max;
 	size_t ubytes = sizeof(float) * per * nth;
@@ -148,44 +149,40 @@ int skd_wg_forward_packed(const wg_geom *g, int64_t nin, int64_t nout, const flo
 	int rc = SKD_ERR;
 	if (!up)
 		goto done;
-	for (int64_t row0 = 0; row0 < g->rows; row0 += crow) {
-		int64_t nrows = g->rows - row0 < crow ? g->rows - row0 : crow;
-		int64_t tpc = nrows * g->tiles_w, tpanels = (tpc + ps.pt - 1) / ps.pt;
-		if (ps.pt == STRIP) /* the transform writes the panels itself */
-			skd_wg_transform_input_panels(g, src, nin, row0, nrows, vp);
-		else {
-			skd_wg_transform_input(g, src, nin, row0, nrows, v);
-			pack_tiles(v, aa, nin, tpc, ps.pt, vp);
-		}
+	if (ps.pt == STRIP) /* the transform writes the panels itself */
+		skd_wg_transform_input_panels(g, src, nin, 0, g->rows, vp);
+	else {
+		skd_wg_transform_input(g, src, nin, 0, g->rows, v);
+		pack_tiles(v, aa, nin, tpc, ps.pt, vp);
+	}
 #pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1 && kpanels > 1)
-		for (int64_t kp = 0; kp < kpanels; kp++) {
-			float *mine = up + (int64_t)omp_get_thread_num() * per;
-			int64_t k0 = kp * ps.pk;
-			int nkv = nout - k0 < ps.pk ? (int)(nout - k0) : ps.pk;
-			for (int64_t c0 = 0; c0 < nin; c0 += ps.kc) {
-				int64_t kc = nin - c0 < ps.kc ? nin - c0 : ps.kc;
-				int64_t xs = (kc * ps.pk + 15) / 16 * 16;
-				transform_weight_panel(g->k, wt, nout, nin, rotate, k0, nkv, c0, kc,
-						       ps.pk, xs, mine);
-				float beta = c0 == 0 ? 0.0f : 1.0f;
-				for (int xi = 0; xi < aa; xi++) {
-					const float *b = mine + xi * xs;
-					float *cm = mm + (xi * nout + k0) * tpc;
-					for (int64_t tp = 0; tp < tpanels; tp++) {
-						const float *a = vp + ((xi * tpanels + tp) * nin + c0) * ps.pt;
-						int64_t nt = tpc - tp * ps.pt < ps.pt ? tpc - tp * ps.pt : ps.pt;
-						if (ps.tiles_rows)
-							skd_ukernel_run(nt, nkv, kc, a, b, beta,
-									cm + tp * ps.pt, 1, tpc);
-						else
-							skd_ukernel_run(nkv, nt, kc, b, a, beta,
-									cm + tp * ps.pt, tpc, 1);
-					}
+	for (int64_t kp = 0; kp < kpanels; kp++) {
+		float *mine = up + (int64_t)omp_get_thread_num() * per;
+		int64_t k0 = kp * ps.pk;
+		int nkv = nout - k0 < ps.pk ? (int)(nout - k0) : ps.pk;
+		for (int64_t c0 = 0; c0 < nin; c0 += ps.kc) {
+			int64_t kc = nin - c0 < ps.kc ? nin - c0 : ps.kc;
+			int64_t xs = (kc * ps.pk + 15) / 16 * 16;
+			transform_weight_panel(g->k, wt, nout, nin, rotate, k0, nkv, c0, kc, ps.pk, xs,
+					       mine);
+			float beta = c0 == 0 ? 0.0f : 1.0f;
+			for (int xi = 0; xi < aa; xi++) {
+				const float *b = mine + xi * xs;
+				float *cm = mm + (xi * nout + k0) * tpc;
+				for (int64_t tp = 0; tp < tpanels; tp++) {
+					const float *a = vp + ((xi * tpanels + tp) * nin + c0) * ps.pt;
+					int64_t nt = tpc - tp * ps.pt < ps.pt ? tpc - tp * ps.pt : ps.pt;
+					if (ps.tiles_rows)
+						skd_ukernel_run(nt, nkv, kc, a, b, beta, cm + tp * ps.pt, 1,
+								tpc);
+					else
+						skd_ukernel_run(nkv, nt, kc, b, a, beta, cm + tp * ps.pt,
+								tpc, 1);
 				}
 			}
 		}
-		skd_wg_transform_output(g, mm, nout, nout, row0, nrows, bias, dst);
 	}
+	skd_wg_transform_output(g, mm, nout, nout, 0, g->rows, bias, dst);
 	rc = SKD_OK;
 done:
 	skd_free(v, vbytes);
@@ -214,11 +211,11 @@ static bool packed_enabled(void)
 	return on;
 }
 
+/* The whole call, not a chunk: wide layers' chunks have 128 tiles at any batch, and the kernel
+ * would be transformed again for each. Chunks are never under 128 tiles, so such a call is one
+ * chunk (skd_wg_forward_packed relies on it). */
 bool skd_wg_packed_for(const wg_geom *g, int64_t nin, int64_t nout)
 {
-	/* the whole call in one chunk: the kernel is transformed once per chunk (wide layers'
-	 * chunks have 128 tiles whatever the batch) */
-	return packed_enabled() && g->rows * g->tiles_w <= WG_PACKED_MAX_TILES &&
-	       skd_wg_chunk_rows(g, nin, nout) >= g->rows;
+	return packed_enabled() && g->rows * g->tiles_w <= WG_PACKED_MAX_TILES;
 }
 
