@@ -310,9 +310,10 @@ done:
 	return out;
 }
 
-int skd_channel_affine_(skd_tensor *x, skd_tensor *scale, skd_tensor *shift)
+int skd_channel_affine_(skd_tensor *x, skd_tensor *scale, skd_tensor *shift,
+			skd_tensor *residual, bool relu)
 {
-	char s[SKD_SHAPE_STR_LEN];
+	char s[SKD_SHAPE_STR_LEN], r[SKD_SHAPE_STR_LEN];
 	if (!x || !scale || !shift)
 		return skd_error("channel_affine_: expects a tensor, a scale and a shift");
 	if (x->dtype != SKD_FLOAT32 || x->ndim < 2 || !skd_tensor_is_contiguous(x))
@@ -323,16 +324,43 @@ int skd_channel_affine_(skd_tensor *x, skd_tensor *scale, skd_tensor *shift)
 				 "grad (use batch_norm)");
 	if (check_channel_tensor(scale, "scale", x) || check_channel_tensor(shift, "shift", x))
 		return SKD_ERR;
+	if (residual && (residual->dtype != SKD_FLOAT32 || !skd_tensor_is_contiguous(residual) ||
+			 !skd_tensor_same_shape(residual, x)))
+		return skd_error("channel_affine_: expects a residual of the tensor's shape %s, "
+				 "contiguous float32, got %s %s%s", skd_shape_str(x, s, sizeof s),
+				 skd_dtype_name(residual->dtype), skd_shape_str(residual, r, sizeof r),
+				 skd_tensor_is_contiguous(residual) ? "" : " (not contiguous)");
+	if (residual && residual->requires_grad && skd_grad_enabled())
+		return skd_error("channel_affine_: records no gradient, so not with a residual that "
+				 "requires grad");
 	int64_t n, c, sp;
 	channel_geometry(x, &n, &c, &sp);
 	float *xp = skd_tensor_f32(x);
+	const float *rp = residual ? skd_tensor_f32(residual) : NULL;
+	/* one pass for what a frozen ResNet block does after its convolution: folded BatchNorm,
+	 * the identity added, ReLU (each was a pass, and a parallel region, of its own) */
 #pragma omp parallel for schedule(static) if (n * c * sp > SKD_PARALLEL_GRAIN)
 	for (int64_t plane = 0; plane < n * c; plane++) {
 		int64_t ch = plane % c;
 		float a = *flat_at(scale, ch), b = *flat_at(shift, ch);
 		float *p = xp + plane * sp;
-		for (int64_t i = 0; i < sp; i++)
-			p[i] = p[i] * a + b;
+		const float *q = rp ? rp + plane * sp : NULL;
+		if (q && relu)
+			for (int64_t i = 0; i < sp; i++) {
+				float v = p[i] * a + b + q[i];
+				p[i] = v > 0.0f ? v : 0.0f;
+			}
+		else if (q)
+			for (int64_t i = 0; i < sp; i++)
+				p[i] = p[i] * a + b + q[i];
+		else if (relu)
+			for (int64_t i = 0; i < sp; i++) {
+				float v = p[i] * a + b;
+				p[i] = v > 0.0f ? v : 0.0f;
+			}
+		else
+			for (int64_t i = 0; i < sp; i++)
+				p[i] = p[i] * a + b;
 	}
 	return SKD_OK;
 }

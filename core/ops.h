@@ -116,11 +116,13 @@ skd_tensor *skd_interpolate(skd_tensor *x, int64_t out_h, int64_t out_w, skd_int
 skd_tensor *skd_batch_norm(skd_tensor *x, skd_tensor *weight, skd_tensor *bias,
 			   skd_tensor *running_mean, skd_tensor *running_var, bool training,
 			   double momentum, double eps);
-/* x[:, c, ...] = x[:, c, ...]·scale[c] + shift[c], in place, for a contiguous float32 x that
- * no gradient flows through: an evaluation-mode BatchNorm folded into the convolution before
- * it (Module:freeze), applied to the convolution's fresh output instead of to copies of its
- * weights. scale, shift: (C). Returns SKD_OK, or SKD_ERR naming what is wrong. */
-int skd_channel_affine_(skd_tensor *x, skd_tensor *scale, skd_tensor *shift);
+/* x[:, c, ...] = x[:, c, ...]·scale[c] + shift[c] (+ residual) (then ReLU), in place, for a
+ * contiguous float32 x that no gradient flows through: an evaluation-mode BatchNorm folded
+ * into the convolution before it (Module:freeze), applied to the convolution's fresh output
+ * instead of to copies of its weights, with what a ResNet block does next. scale, shift: (C);
+ * residual NULL or x's shape, contiguous. Returns SKD_OK, or SKD_ERR naming what is wrong. */
+int skd_channel_affine_(skd_tensor *x, skd_tensor *scale, skd_tensor *shift,
+			skd_tensor *residual, bool relu);
 
 /* --- dropout.c (draws from the engine's RNG, rng.h) --- */
 skd_tensor *skd_dropout(skd_tensor *x, double p, bool training);

@@ -146,11 +146,15 @@ static int l_batch_norm(lua_State *L)
 	return 1;
 }
 
-/* skd._channel_affine_(x, scale, shift) -> x: in place, no gradient (Module:freeze's folding) */
+/* skd._channel_affine_(x, scale, shift [, residual [, relu=false]]) -> x: in place, no
+ * gradient (Module:freeze's folding; a frozen ResNet block's residual sum and ReLU) */
 static int l_channel_affine_(lua_State *L)
 {
 	skd_tensor *x = lskd_checktensor(L, 1);
-	lskd_check(L, skd_channel_affine_(x, lskd_checktensor(L, 2), lskd_checktensor(L, 3)));
+	skd_tensor *residual = lskd_opttensor(L, 4);
+	bool relu = lua_toboolean(L, 5);
+	lskd_check(L, skd_channel_affine_(x, lskd_checktensor(L, 2), lskd_checktensor(L, 3),
+					  residual, relu));
 	lua_settop(L, 1);
 	return 1;
 }

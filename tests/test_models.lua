@@ -269,6 +269,23 @@ T.test("freeze folds every BatchNorm of a ResNet and a PSPNet within 1e-4", func
   for _, p in ipairs(m:parameters()) do T.eq(p.requires_grad_, false) end
 end)
 
+T.test("freeze: a Bottleneck ResNet's fused conv → BN → (sum →) ReLU equals evaluation mode", function()
+  local m = models.resnet{depth = 50, width = 0.125, output_stride = 8}
+  randomise_bn(m)
+  m:eval()
+  local x = skd.randn(1, 3, 33, 47)
+  local want = m(x)
+  local tol = 1e-5 * math.max(1, skd.max(skd.abs(want)):item()) -- outputs reach the hundreds
+  m:freeze()
+  T.near(m(x), want, tol, "fused, no gradient recorded")
+  -- an input that asks for a gradient: the frozen blocks record the same values on the tape
+  local xg = x:clone():requires_grad(true)
+  local got = m(xg)
+  T.near(got, want, tol, "with a gradient recorded")
+  got:sum():backward()
+  T.ok(xg.grad ~= nil, "the gradient reaches the input through the frozen blocks")
+end)
+
 T.test("resnet weights move between instances through the state dict", function()
   local a = models.resnet{depth = 18, width = 0.25, output_stride = 8}
   local b = models.resnet{depth = 18, width = 0.25, output_stride = 8, init = false}

@@ -527,6 +527,21 @@ T.test("channel_affine_: in place per channel, refused where autograd would need
     "contiguous")
 end)
 
+T.test("channel_affine_ with a residual and ReLU: a frozen ResNet block's epilogue in one pass", function()
+  local x = skd.tensor{{{{1, -2}}, {{3, 4}}}}  -- 1x2x1x2
+  local r = skd.tensor{{{{0.5, 1}}, {{-10, 1}}}}
+  -- channel 0: 2x + 1 + r = 3.5, -2 -> 3.5, 0; channel 1: -x + 0.5 + r = -12.5, -2.5 -> 0, 0
+  T.near(skd._channel_affine_(x, skd.tensor{2, -1}, skd.tensor{1, 0.5}, r, true), skd.tensor{{{{3.5, 0}}, {{0, 0}}}}, 0)
+  local y = skd.tensor{{{{1, -2}}, {{3, 4}}}}
+  T.near(skd._channel_affine_(y, skd.tensor{2, -1}, skd.tensor{1, 0.5}, r), skd.tensor{{{{3.5, -2}}, {{-12.5, -2.5}}}}, 0)
+  local z = skd.tensor{{{{1, -2}}, {{3, 4}}}}
+  T.near(skd._channel_affine_(z, skd.tensor{2, -1}, skd.tensor{1, 0.5}, nil, true), skd.tensor{{{{3, 0}}, {{0, 0}}}}, 0)
+  T.raises(function() skd._channel_affine_(skd.randn(1, 2, 2, 2), skd.ones(2), skd.ones(2), skd.randn(1, 2, 2, 3), true) end,
+    "channel_affine_: expects a residual of the tensor's shape 1x2x2x2")
+  T.raises(function() skd._channel_affine_(skd.randn(1, 2, 2, 2), skd.ones(2), skd.ones(2), skd.randn(1, 2, 2, 2, {requires_grad = true})) end,
+    "residual that requires grad")
+end)
+
 T.test("empty: shape and dtype, no values promised", function()
   local e = skd.empty(2, 3)
   T.eq(table.concat(e:size(), "x"), "2x3")

@@ -53,11 +53,23 @@ local function residual_relu(m, out, identity, conv, bn)
   return out:add_(identity):relu_()
 end
 
+-- conv → bn (→ + identity) → ReLU. Where freeze() folded bn into conv and nothing is recorded
+-- or tapped, the folded affine, the sum and the ReLU are one pass over the convolution's
+-- fresh output (skd._channel_affine_) instead of three.
+local function conv_bn_relu(m, conv, bn, x, identity)
+  if rawget(conv, "_folded_scale") and not conv.training and rawget(bn, "_folded")
+    and not tapped(m, conv, bn) then
+    return conv:forward_folded_relu(x, identity)
+  end
+  local out = bn(conv(x))
+  if identity then return residual_relu(m, out, identity, conv, bn) end
+  return relu_fresh(m, out, conv, bn)
+end
+
 function BasicBlock:forward(x)
-  local out = relu_fresh(self, self.bn1(self.conv1(x)), self.conv1, self.bn1)
-  out = self.bn2(self.conv2(out))
+  local out = conv_bn_relu(self, self.conv1, self.bn1, x)
   local identity = rawget(self, "downsample") and self.downsample(x) or x
-  return residual_relu(self, out, identity, self.conv2, self.bn2)
+  return conv_bn_relu(self, self.conv2, self.bn2, out, identity)
 end
 
 -- 1×1 reduce, 3×3 (stride and dilation here: torchvision's "ResNet v1.5"), 1×1 expand ×4
@@ -79,11 +91,10 @@ function Bottleneck:__init(inplanes, planes, stride, dilation, downsample)
 end
 
 function Bottleneck:forward(x)
-  local out = relu_fresh(self, self.bn1(self.conv1(x)), self.conv1, self.bn1)
-  out = relu_fresh(self, self.bn2(self.conv2(out)), self.conv2, self.bn2)
-  out = self.bn3(self.conv3(out))
+  local out = conv_bn_relu(self, self.conv1, self.bn1, x)
+  out = conv_bn_relu(self, self.conv2, self.bn2, out)
   local identity = rawget(self, "downsample") and self.downsample(x) or x
-  return residual_relu(self, out, identity, self.conv3, self.bn3)
+  return conv_bn_relu(self, self.conv3, self.bn3, out, identity)
 end
 
 -- ---------------------------------------------------------------- the network

@@ -96,6 +96,22 @@ function Conv2d:forward(x)
   return skd.conv2d(x, self.weight, self.bias, self._opts)
 end
 
+-- relu(conv(x)·s + b' (+ identity)) for a conv with a BatchNorm folded in (fold.lua), in
+-- evaluation mode: a frozen ResNet block's conv → bn (→ sum) → ReLU, the last three in one pass
+-- over the fresh output where no gradient is recorded.
+function Conv2d:forward_folded_relu(x, identity)
+  local scale, shift = rawget(self, "_folded_scale"), rawget(self, "_folded_bias")
+  if not scale or self.training then
+    error("Conv2d:forward_folded_relu: expects a convolution with a BatchNorm folded in, in evaluation mode (Module:freeze)", 2)
+  end
+  local y = skd.conv2d(x, self.weight, nil, self._opts)
+  if not y.requires_grad_ and not (identity and identity.requires_grad_) and (not identity or identity:is_contiguous()) then
+    return skd._channel_affine_(y, scale, shift, identity, true)
+  end
+  y = y * scale:reshape(1, -1, 1, 1) + shift:reshape(1, -1, 1, 1)
+  return skd.relu(identity and y + identity or y)
+end
+
 -- Multiply-adds per image for an output of shape (N, C, H, W): models.summary.
 function Conv2d:macs(out)
   local s = out:size()
