@@ -278,6 +278,12 @@ T.test("freeze: a Bottleneck ResNet's fused conv → BN → (sum →) ReLU equal
   local tol = 1e-5 * math.max(1, skd.max(skd.abs(want)):item()) -- outputs reach the hundreds
   m:freeze()
   T.near(m(x), want, tol, "fused, no gradient recorded")
+  -- a tapped conv keeps the unfused path, so its tap sees its own output (BN folded in)
+  m:tap("layer1.0.conv3")
+  T.near(m(x), want, tol, "tapped")
+  local t = m:tap("layer1.0.conv3")
+  T.ok(t ~= nil and (-t):max():item() > 0, "the tapped conv's output, before the ReLU")
+  m:untap("layer1.0.conv3")
   -- an input that asks for a gradient: the frozen blocks record the same values on the tape
   local xg = x:clone():requires_grad(true)
   local got = m(xg)

@@ -199,10 +199,10 @@ end
 -- x: (B, 3, H, W). With a classifier: (B, num_classes). As a backbone: the layer4 features
 -- (B, C, H/os, W/os) and, second, the layer3 features (the aux head's input).
 function ResNet:forward(x)
-  x = self.relu(self.bn1(self.conv1(x)))
+  x = conv_bn_relu(self, self.conv1, self.bn1, x)
   if self.deep_stem then
-    x = self.relu(self.bn2(self.conv2(x)))
-    x = self.relu(self.bn3(self.conv3(x)))
+    x = conv_bn_relu(self, self.conv2, self.bn2, x)
+    x = conv_bn_relu(self, self.conv3, self.bn3, x)
   end
   x = self.maxpool(x)
   x = self.layer1(x)
