@@ -10,13 +10,33 @@
 
 typedef struct box { skd_tensor *t; } box;
 
-/* Tensor storage is C memory Lua's collector cannot see: every new storage is reported as a
- * collector step of its size, so garbage tensors are collected at the pace they are made
- * (design.md, "Memory"). */
+/* Tensor storage is C memory Lua's collector cannot see, so the binding tells it when enough
+ * has been made (design.md, "Memory"): once the new storage since the last collector cycle
+ * passes 1/GC_FRACTION of what the allocator has in use (and GC_MIN_BYTES), the cycle is
+ * driven to its end. Garbage tensors then never hold much more than that fraction beside the
+ * live ones, and a 10,000-step loop runs in flat memory (tests/test_memory.lua). Reporting
+ * every storage as a collector step of its size, as before, finished a whole cycle on most
+ * large allocations: ~260 cycles per distillation step, each walking every Lua object of three
+ * networks, 4.6 % of the step's CPU time against 1.3 % now (perf, one thread), for 2 % more
+ * peak resident memory. */
+#define GC_MIN_BYTES ((size_t)1 << 20)
+#define GC_FRACTION 32
+
+static size_t made_since_cycle; /* one Lua state per process (skd-lua, or the host's) */
+
 static void gc_pressure(lua_State *L, const skd_tensor *t)
 {
-	if (t->storage->refcount == 1 && t->storage->nbytes >= 4096)
-		lua_gc(L, LUA_GCSTEP, (int)(t->storage->nbytes >> 10));
+	if (t->storage->refcount != 1)
+		return; /* a view: no new storage */
+	made_since_cycle += t->storage->nbytes;
+	if (made_since_cycle < GC_MIN_BYTES ||
+	    made_since_cycle < skd_alloc_bytes_in_use() / GC_FRACTION)
+		return;
+	made_since_cycle = 0;
+	/* steps as large as the storage in use, until the cycle under way (or a new one) ends */
+	int kib = (int)(skd_alloc_bytes_in_use() >> 10) + 1;
+	for (int i = 0; i < 64 && !lua_gc(L, LUA_GCSTEP, kib); i++)
+		;
 }
 
 void lskd_pushtensor(lua_State *L, skd_tensor *t)
