@@ -4,8 +4,8 @@
  *
  * Each thread takes whole panels of output channels and, a block of input channels at a time,
  * writes their transformed kernel straight into the micro-kernel's packed layout (ukernel.c),
- * small enough to stay in its core's L2, and multiplies it there by the call's tiles, packed
- * once. The kernel goes through memory once, as 9 floats per channel pair instead of
+ * small enough to stay in its core's L2, and multiplies it there by the block's tiles (the
+ * call's tiles are packed once; a block of them stays in L2 while every panel meets it). The kernel goes through memory once, as 9 floats per channel pair instead of
  * alpha² written, read back and packed again by sgemm. Each output element is one fixed
  * sequence of operations (its panel belongs to one thread, blocks of input channels add in
  * order), so results repeat bit for bit whatever the thread count.
@@ -26,6 +26,11 @@
 #ifndef WG_PANEL_BYTES
 #define WG_PANEL_BYTES (384 << 10)
 #endif
+/* The call's transformed tiles for one block of input channels (alpha² x kc x tiles floats),
+ * which every panel of output channels reads in turn, stay under this, in each core's L2. */
+#ifndef WG_TILES_BYTES
+#define WG_TILES_BYTES (768 << 10)
+#endif
 
 typedef struct packed_shape {
 	int pt, pk;           /* panel widths: tiles, output channels */
@@ -33,13 +38,17 @@ typedef struct packed_shape {
 	int64_t kc;           /* input channels per block of the kernel's panels */
 } packed_shape;
 
-static packed_shape packed_shape_of(int aa, int64_t nc)
+static packed_shape packed_shape_of(int aa, int64_t nc, int64_t tpc)
 {
 	const skd_ukernel *uk = skd_ukernel_get();
 	packed_shape p = {0, 0, uk->prefers_cols, 0};
 	p.pt = p.tiles_rows ? uk->mr : uk->nr;
 	p.pk = p.tiles_rows ? uk->nr : uk->mr;
+	int64_t tiles = (tpc + p.pt - 1) / p.pt * p.pt;
 	int64_t kc = WG_PANEL_BYTES / ((int64_t)sizeof(float) * aa * p.pk) / 16 * 16;
+	int64_t kc_tiles = WG_TILES_BYTES / ((int64_t)sizeof(float) * aa * tiles) / 16 * 16;
+	if (kc_tiles < kc)
+		kc = kc_tiles;
 	p.kc = kc < 16 ? 16 : kc;
 	if (p.kc > nc)
 		p.kc = nc;
@@ -135,8 +144,9 @@ int skd_wg_forward_packed(const wg_geom *g, int64_t nin, int64_t nout, const flo
 			  const float *wt, bool rotate, const float *bias, float *dst)
 {
 	int aa = g->k->alpha * g->k->alpha, nth = skd_threads_get();
-	packed_shape ps = packed_shape_of(aa, nin);
-	int64_t tpc = g->rows * g->tiles_w, tpanels = (tpc + ps.pt - 1) / ps.pt;
+	int64_t tpc = g->rows * g->tiles_w;
+	packed_shape ps = packed_shape_of(aa, nin, tpc);
+	int64_t tpanels = (tpc + ps.pt - 1) / ps.pt;
 	int64_t kpanels = (nout + ps.pk - 1) / ps.pk;
 	size_t vbytes = ps.pt == STRIP ? 0 : sizeof(float) * aa * nin * tpc;
 	size_t pbytes = sizeof(float) * aa * nin * tpanels * ps.pt;
@@ -155,13 +165,19 @@ int skd_wg_forward_packed(const wg_geom *g, int64_t nin, int64_t nout, const flo
 		skd_wg_transform_input(g, src, nin, 0, g->rows, v);
 		pack_tiles(v, aa, nin, tpc, ps.pt, vp);
 	}
-#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1 && kpanels > 1)
-	for (int64_t kp = 0; kp < kpanels; kp++) {
-		float *mine = up + (int64_t)omp_get_thread_num() * per;
-		int64_t k0 = kp * ps.pk;
-		int nkv = nout - k0 < ps.pk ? (int)(nout - k0) : ps.pk;
-		for (int64_t c0 = 0; c0 < nin; c0 += ps.kc) {
-			int64_t kc = nin - c0 < ps.kc ? nin - c0 : ps.kc;
+	/* Blocks of input channels outermost: a block's tiles stay in each core's L2 while every
+	 * panel of output channels meets them (panels outermost read all the tiles from L3 once a
+	 * panel: 43 times 19 MB for a PSPNet head at batch 1). A thread keeps the same panels in
+	 * every block (static schedule, same count), so no barrier is needed between blocks and
+	 * each output sums its blocks in order. */
+#pragma omp parallel num_threads(nth) if (nth > 1 && kpanels > 1)
+	for (int64_t c0 = 0; c0 < nin; c0 += ps.kc) {
+		int64_t kc = nin - c0 < ps.kc ? nin - c0 : ps.kc;
+#pragma omp for schedule(static) nowait
+		for (int64_t kp = 0; kp < kpanels; kp++) {
+			float *mine = up + (int64_t)omp_get_thread_num() * per;
+			int64_t k0 = kp * ps.pk;
+			int nkv = nout - k0 < ps.pk ? (int)(nout - k0) : ps.pk;
 			int64_t xs = (kc * ps.pk + 15) / 16 * 16;
 			transform_weight_panel(g->k, wt, nout, nin, rotate, k0, nkv, c0, kc, ps.pk, xs,
 					       mine);
@@ -194,8 +210,9 @@ done:
 
 /* The packed forward serves calls of at most this many tiles: a frozen network
  * at batch 1 or 2 (32 to 128 tiles a layer at 128x256), where the transformed kernel is used
- * least. With more, its per-panel loop reads the tiles from L3 once for every nr output
- * channels, and BLIS's own blocking was up to 1.4x faster (a batch of 8: 256 tiles and up);
+ * least. With more, a block of input channels whose tiles fit in L2 gets too thin for the
+ * micro-kernel (kc 32 at 128 tiles), and BLIS's own blocking was up to 1.4x faster (a batch of
+ * 8: 256 tiles and up; measured when the panels were the outer loop);
  * a macro-kernel blocked as BLIS's, on the whole kernel packed once per call, was tried for
  * those and measured 0.6–1.0x sgemm's time on the student's layers, so they keep sgemm.
  * SKD_WG_PACKED=0 turns it off (for comparisons). */
