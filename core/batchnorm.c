@@ -330,6 +330,10 @@ int skd_channel_affine_(skd_tensor *x, skd_tensor *scale, skd_tensor *shift,
 				 "contiguous float32, got %s %s%s", skd_shape_str(x, s, sizeof s),
 				 skd_dtype_name(residual->dtype), skd_shape_str(residual, r, sizeof r),
 				 skd_tensor_is_contiguous(residual) ? "" : " (not contiguous)");
+	if (residual && residual->storage == x->storage &&
+	    skd_tensor_f32(residual) != skd_tensor_f32(x))
+		return skd_error("channel_affine_: expects a residual that is the tensor itself or "
+				 "apart from it, got one that shares its storage at another offset");
 	if (residual && residual->requires_grad && skd_grad_enabled())
 		return skd_error("channel_affine_: records no gradient, so not with a residual that "
 				 "requires grad");

@@ -151,7 +151,9 @@ static int l_batch_norm(lua_State *L)
 static int l_channel_affine_(lua_State *L)
 {
 	skd_tensor *x = lskd_checktensor(L, 1);
-	skd_tensor *residual = lskd_opttensor(L, 4);
+	skd_tensor *residual = lua_isnoneornil(L, 4) ? NULL : lskd_checktensor(L, 4);
+	if (!lua_isnoneornil(L, 5))
+		luaL_checktype(L, 5, LUA_TBOOLEAN);
 	bool relu = lua_toboolean(L, 5);
 	lskd_check(L, skd_channel_affine_(x, lskd_checktensor(L, 2), lskd_checktensor(L, 3),
 					  residual, relu));

@@ -11,32 +11,31 @@
 typedef struct box { skd_tensor *t; } box;
 
 /* Tensor storage is C memory Lua's collector cannot see, so the binding tells it when enough
- * has been made (design.md, "Memory"): once the new storage since the last collector cycle
- * passes 1/GC_FRACTION of what the allocator has in use (and GC_MIN_BYTES), the cycle is
- * driven to its end. Garbage tensors then never hold much more than that fraction beside the
- * live ones, and a 10,000-step loop runs in flat memory (tests/test_memory.lua). Reporting
- * every storage as a collector step of its size, as before, finished a whole cycle on most
- * large allocations: ~260 cycles per distillation step, each walking every Lua object of three
- * networks, 4.6 % of the step's CPU time against 1.3 % now (perf, one thread), for 2 % more
- * peak resident memory. */
+ * has been made (design.md, "Memory"): once the new storage since the last full collection
+ * passes 1/GC_FRACTION of what the allocator has in use, GC_MIN_BYTES, and the size of Lua's
+ * own heap (a collection walks that heap, so it is paid for by at least as many bytes of
+ * tensors), the binding runs a full collection. Garbage tensors then never hold much more than
+ * that beside the live ones, and a 10,000-step loop runs in flat memory (tests/test_memory.lua),
+ * in the incremental and the generational mode alike. Reporting every storage as a collector
+ * step of its size, as before, finished a whole cycle on most large allocations: ~260 cycles
+ * per distillation step, each walking every Lua object of three networks, 4.6 % of the step's
+ * CPU time against 1.3 % now (perf, one thread), for 2 % more peak resident memory. */
 #define GC_MIN_BYTES ((size_t)1 << 20)
 #define GC_FRACTION 32
 
-static size_t made_since_cycle; /* one Lua state per process (skd-lua, or the host's) */
+static size_t made_since_collection; /* one Lua state per process (skd-lua, or the host's) */
 
 static void gc_pressure(lua_State *L, const skd_tensor *t)
 {
 	if (t->storage->refcount != 1)
 		return; /* a view: no new storage */
-	made_since_cycle += t->storage->nbytes;
-	if (made_since_cycle < GC_MIN_BYTES ||
-	    made_since_cycle < skd_alloc_bytes_in_use() / GC_FRACTION)
+	made_since_collection += t->storage->nbytes;
+	if (made_since_collection < GC_MIN_BYTES ||
+	    made_since_collection < skd_alloc_bytes_in_use() / GC_FRACTION ||
+	    made_since_collection < (size_t)lua_gc(L, LUA_GCCOUNT) << 10)
 		return;
-	made_since_cycle = 0;
-	/* steps as large as the storage in use, until the cycle under way (or a new one) ends */
-	int kib = (int)(skd_alloc_bytes_in_use() >> 10) + 1;
-	for (int i = 0; i < 64 && !lua_gc(L, LUA_GCSTEP, kib); i++)
-		;
+	made_since_collection = 0;
+	lua_gc(L, LUA_GCCOLLECT); /* does nothing inside a finaliser, where it is not allowed */
 }
 
 void lskd_pushtensor(lua_State *L, skd_tensor *t)

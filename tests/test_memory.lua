@@ -127,6 +127,26 @@ T.test("large short-lived tensors are collected at the pace they are made", func
   T.ok(worst < 64, string.format("up to %.0f MiB of dropped 4 MiB tensors stayed alive", worst))
 end)
 
+T.test("in the generational collector too, and beside a large Lua heap", function()
+  local junk = {}
+  for i = 1, 100000 do junk[i] = {i} end -- a heap each collection has to walk
+  local big = skd.randn(1024, 1024)
+  collectgarbage()
+  local base = skd.memory().in_use
+  local worst = 0
+  local prev = collectgarbage("generational")
+  for _ = 1, 200 do
+    local y = big * 2 + 1
+    local held = (skd.memory().in_use - base) / 2 ^ 20
+    if held > worst then worst = held end
+    if held > 256 then break end
+  end
+  collectgarbage(prev)
+  junk = nil
+  print(string.format("      generational: at most %.0f MiB of temporaries alive", worst))
+  T.ok(worst < 64, string.format("up to %.0f MiB of dropped 4 MiB tensors stayed alive", worst))
+end)
+
 T.test("the cache: a big request reuses a cached block up to twice its size; empty_cache returns it", function()
   if SAN then print("      skipped: the sanitizer build keeps no cache"); return end
   collectgarbage(); collectgarbage()

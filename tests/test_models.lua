@@ -284,6 +284,18 @@ T.test("freeze: a Bottleneck ResNet's fused conv → BN → (sum →) ReLU equal
   local t = m:tap("layer1.0.conv3")
   T.ok(t ~= nil and (-t):max():item() > 0, "the tapped conv's output, before the ReLU")
   m:untap("layer1.0.conv3")
+  -- fused or not, every module is a module call: the summary lists all of them, errors name
+  -- the module
+  local rows, tot = models.summary(m, {input = {3, 33, 47}, print = false})
+  m:unfreeze(); m:eval()
+  local rows_eval, tot_eval = models.summary(m, {input = {3, 33, 47}, print = false})
+  T.eq(#rows, #rows_eval, "summary rows, frozen vs eval")
+  T.eq(tot.macs, tot_eval.macs, "summary mult-adds, frozen vs eval")
+  m:freeze()
+  T.raises(function() skd.no_grad(function() return m(skd.randn(1, 4, 33, 47)) end) end,
+    "conv1 (Conv2d): conv2d: weight expects 3 input channels")
+  T.raises(function() skd.no_grad(function() return m(skd.randn(1, 3, 33, 47):narrow(2, 1, 2)) end) end,
+    "conv1 (Conv2d): conv2d: weight expects 3 input channels")
   -- an input that asks for a gradient: the frozen blocks record the same values on the tape
   local xg = x:clone():requires_grad(true)
   local got = m(xg)

@@ -540,6 +540,15 @@ T.test("channel_affine_ with a residual and ReLU: a frozen ResNet block's epilog
     "channel_affine_: expects a residual of the tensor's shape 1x2x2x2")
   T.raises(function() skd._channel_affine_(skd.randn(1, 2, 2, 2), skd.ones(2), skd.ones(2), skd.randn(1, 2, 2, 2, {requires_grad = true})) end,
     "residual that requires grad")
+  -- arguments in the wrong place are errors, not silently dropped
+  T.raises(function() skd._channel_affine_(skd.randn(1, 2, 2, 2), skd.ones(2), skd.ones(2), true) end, "tensor expected")
+  T.raises(function() skd._channel_affine_(skd.randn(1, 2, 2, 2), skd.ones(2), skd.ones(2), nil, 1) end, "boolean expected")
+  -- the residual may be the tensor itself (x·a + b + x), not a part of its storage elsewhere
+  local t = skd.ones(1, 2, 1, 2)
+  T.near(skd._channel_affine_(t, skd.ones(2), skd.zeros(2), t), skd.full({1, 2, 1, 2}, 2), 0)
+  local u = skd.ones(1, 3, 1, 2)
+  T.raises(function() skd._channel_affine_(u:narrow(2, 2, 2), skd.ones(2), skd.zeros(2), u:narrow(2, 1, 2)) end,
+    "shares its storage at another offset")
 end)
 
 T.test("empty: shape and dtype, no values promised", function()

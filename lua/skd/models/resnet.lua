@@ -53,23 +53,29 @@ local function residual_relu(m, out, identity, conv, bn)
   return out:add_(identity):relu_()
 end
 
--- conv → bn (→ + identity) → ReLU. Where freeze() folded bn into conv and nothing is recorded
--- or tapped, the folded affine, the sum and the ReLU are one pass over the convolution's
--- fresh output (skd._channel_affine_) instead of three.
-local function conv_bn_relu(m, conv, bn, x, identity)
-  if rawget(conv, "_folded_scale") and not conv.training and rawget(bn, "_folded")
-    and not tapped(m, conv, bn) then
-    return conv:forward_folded_relu(x, identity)
+-- conv → bn (→ + identity) → ReLU. Where freeze() folded bn into conv and nothing is recorded,
+-- tapped or hooked (models.summary), the folded affine, the sum and the ReLU are one pass over
+-- the convolution's fresh output (Conv2d:forward_folded_relu, called as a module call) instead
+-- of three. identity_of: nil, or a function giving the identity (the fused path needs it
+-- before the convolution, the other computes it after the BatchNorm, as before).
+local function fusable(m, conv, bn)
+  return rawget(conv, "_folded_scale") and not conv.training and rawget(bn, "_folded")
+    and not tapped(m, conv, bn) and not Module.call_hooked()
+end
+
+local function conv_bn_relu(m, conv, bn, x, identity_of)
+  if fusable(m, conv, bn) then
+    return conv:invoke("forward_folded_relu", x, identity_of and identity_of())
   end
   local out = bn(conv(x))
-  if identity then return residual_relu(m, out, identity, conv, bn) end
+  if identity_of then return residual_relu(m, out, identity_of(), conv, bn) end
   return relu_fresh(m, out, conv, bn)
 end
 
 function BasicBlock:forward(x)
   local out = conv_bn_relu(self, self.conv1, self.bn1, x)
-  local identity = rawget(self, "downsample") and self.downsample(x) or x
-  return conv_bn_relu(self, self.conv2, self.bn2, out, identity)
+  return conv_bn_relu(self, self.conv2, self.bn2, out,
+    function() return rawget(self, "downsample") and self.downsample(x) or x end)
 end
 
 -- 1×1 reduce, 3×3 (stride and dilation here: torchvision's "ResNet v1.5"), 1×1 expand ×4
@@ -93,8 +99,8 @@ end
 function Bottleneck:forward(x)
   local out = conv_bn_relu(self, self.conv1, self.bn1, x)
   out = conv_bn_relu(self, self.conv2, self.bn2, out)
-  local identity = rawget(self, "downsample") and self.downsample(x) or x
-  return conv_bn_relu(self, self.conv3, self.bn3, out, identity)
+  return conv_bn_relu(self, self.conv3, self.bn3, out,
+    function() return rawget(self, "downsample") and self.downsample(x) or x end)
 end
 
 -- ---------------------------------------------------------------- the network
@@ -199,10 +205,14 @@ end
 -- x: (B, 3, H, W). With a classifier: (B, num_classes). As a backbone: the layer4 features
 -- (B, C, H/os, W/os) and, second, the layer3 features (the aux head's input).
 function ResNet:forward(x)
-  x = conv_bn_relu(self, self.conv1, self.bn1, x)
+  local function stem(conv, bn, t)
+    if fusable(self, conv, bn) then return conv:invoke("forward_folded_relu", t) end
+    return self.relu(bn(conv(t)))
+  end
+  x = stem(self.conv1, self.bn1, x)
   if self.deep_stem then
-    x = conv_bn_relu(self, self.conv2, self.bn2, x)
-    x = conv_bn_relu(self, self.conv3, self.bn3, x)
+    x = stem(self.conv2, self.bn2, x)
+    x = stem(self.conv3, self.bn3, x)
   end
   x = self.maxpool(x)
   x = self.layer1(x)

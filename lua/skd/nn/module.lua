@@ -516,9 +516,9 @@ function Module.set_call_hook(fn)
   return prev
 end
 
-function Module:__call(...)
+local function invoke(self, fn, ...)
   depth = depth + 1
-  local r = table.pack(pcall(self.forward, self, ...))
+  local r = table.pack(pcall(fn, self, ...))
   depth = depth - 1
   if not r[1] then
     local e = r[2]
@@ -537,6 +537,25 @@ function Module:__call(...)
   if rawget(self, "_tapped") then rawset(self, "_tap_out", r[2]) end
   if Module._hook then Module._hook(self, r[2]) end
   return table.unpack(r, 2, r.n)
+end
+
+function Module:__call(...)
+  return invoke(self, self.forward, ...)
+end
+
+-- m:invoke(name, ...): the method m[name] called as m(...) calls forward — errors name the
+-- module's path, taps and the call hook see its output (Conv2d:forward_folded_relu).
+function Module:invoke(name, ...)
+  local fn = self[name]
+  if type(fn) ~= "function" then
+    error(string.format("%s:invoke: no method '%s'", self:type(), tostring(name)), 2)
+  end
+  return invoke(self, fn, ...)
+end
+
+-- Whether a call hook is set (Module.set_call_hook): then every module is called, none fused.
+function Module.call_hooked()
+  return Module._hook ~= nil
 end
 
 function Module:forward()
