@@ -5,8 +5,9 @@
  * Each thread takes whole panels of output channels and, a block of input channels at a time,
  * writes their transformed kernel straight into the micro-kernel's packed layout (ukernel.c),
  * small enough to stay in its core's L2, and multiplies it there by the block's tiles (the
- * call's tiles are packed once; a block of them stays in L2 while every panel meets it). The kernel goes through memory once, as 9 floats per channel pair instead of
- * alpha² written, read back and packed again by sgemm. Each output element is one fixed
+ * call's tiles are packed once; a block of them stays in L2 while every panel meets it). The
+ * kernel goes through memory once, as 9 floats per channel pair instead of alpha² written,
+ * read back and packed again by sgemm. Each output element is one fixed
  * sequence of operations (its panel belongs to one thread, blocks of input channels add in
  * order), so results repeat bit for bit whatever the thread count.
  */
@@ -208,13 +209,13 @@ done:
 	return rc;
 }
 
-/* The packed forward serves calls of at most this many tiles: a frozen network
- * at batch 1 or 2 (32 to 128 tiles a layer at 128x256), where the transformed kernel is used
- * least. With more, a block of input channels whose tiles fit in L2 gets too thin for the
- * micro-kernel (kc 32 at 128 tiles), and BLIS's own blocking was up to 1.4x faster (a batch of
- * 8: 256 tiles and up; measured when the panels were the outer loop);
- * a macro-kernel blocked as BLIS's, on the whole kernel packed once per call, was tried for
- * those and measured 0.6–1.0x sgemm's time on the student's layers, so they keep sgemm.
+/* The packed forward serves calls of at most this many tiles: a frozen network at batch 1 or
+ * 2 (32 to 128 tiles a layer at 128x256), where the transformed kernel is used least. With
+ * more, a block of input channels whose tiles fit in L2 gets too thin for the micro-kernel (kc
+ * 32 at 128 tiles), and BLIS's own blocking was up to 1.4x faster (a batch of 8: 256 tiles and
+ * up; measured when the panels were the outer loop); a macro-kernel blocked as BLIS's, on the
+ * whole kernel packed once per call, was tried for those and measured 0.6–1.0x sgemm's time on
+ * the student's layers, so they keep sgemm.
  * SKD_WG_PACKED=0 turns it off (for comparisons). */
 #define WG_PACKED_MAX_TILES 128
 

@@ -72,6 +72,12 @@ local function conv_bn_relu(m, conv, bn, x, identity_of)
   return relu_fresh(m, out, conv, bn)
 end
 
+-- The stem's conv → bn → ReLU: fused as the blocks' are, else the ReLU module (not in place).
+local function stem_conv(m, conv, bn, x)
+  if fusable(m, conv, bn) then return conv:invoke("forward_folded_relu", x) end
+  return m.relu(bn(conv(x)))
+end
+
 function BasicBlock:forward(x)
   local out = conv_bn_relu(self, self.conv1, self.bn1, x)
   return conv_bn_relu(self, self.conv2, self.bn2, out,
@@ -205,14 +211,10 @@ end
 -- x: (B, 3, H, W). With a classifier: (B, num_classes). As a backbone: the layer4 features
 -- (B, C, H/os, W/os) and, second, the layer3 features (the aux head's input).
 function ResNet:forward(x)
-  local function stem(conv, bn, t)
-    if fusable(self, conv, bn) then return conv:invoke("forward_folded_relu", t) end
-    return self.relu(bn(conv(t)))
-  end
-  x = stem(self.conv1, self.bn1, x)
+  x = stem_conv(self, self.conv1, self.bn1, x)
   if self.deep_stem then
-    x = stem(self.conv2, self.bn2, x)
-    x = stem(self.conv3, self.bn3, x)
+    x = stem_conv(self, self.conv2, self.bn2, x)
+    x = stem_conv(self, self.conv3, self.bn3, x)
   end
   x = self.maxpool(x)
   x = self.layer1(x)

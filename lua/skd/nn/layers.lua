@@ -86,12 +86,21 @@ function Conv2d:forward_with(x, w, b)
   return skd.conv2d(x, w, b, self._opts)
 end
 
+-- The folded BatchNorm (fold.lua) on the conv's fresh output y, then + identity and ReLU when
+-- asked: one in-place pass where no gradient is recorded, recorded ops otherwise.
+local function folded_epilogue(self, y, identity, relu)
+  local scale, shift = rawget(self, "_folded_scale"), rawget(self, "_folded_bias")
+  if not y.requires_grad_ and not (identity and (identity.requires_grad_ or not identity:is_contiguous())) then
+    return skd._channel_affine_(y, scale, shift, identity, relu)
+  end
+  y = y * scale:reshape(1, -1, 1, 1) + shift:reshape(1, -1, 1, 1)
+  if identity then y = y + identity end
+  return relu and skd.relu(y) or y
+end
+
 function Conv2d:forward(x)
-  local scale = rawget(self, "_folded_scale")
-  if scale and not self.training then -- a BatchNorm folded in (fold.lua)
-    local y = skd.conv2d(x, self.weight, nil, self._opts)
-    if y.requires_grad_ then return y * scale:reshape(1, -1, 1, 1) + rawget(self, "_folded_bias"):reshape(1, -1, 1, 1) end
-    return skd._channel_affine_(y, scale, rawget(self, "_folded_bias"))
+  if rawget(self, "_folded_scale") and not self.training then -- a BatchNorm folded in
+    return folded_epilogue(self, skd.conv2d(x, self.weight, nil, self._opts))
   end
   return skd.conv2d(x, self.weight, self.bias, self._opts)
 end
@@ -100,16 +109,10 @@ end
 -- evaluation mode: a frozen ResNet block's conv → bn (→ sum) → ReLU, the last three in one pass
 -- over the fresh output where no gradient is recorded.
 function Conv2d:forward_folded_relu(x, identity)
-  local scale, shift = rawget(self, "_folded_scale"), rawget(self, "_folded_bias")
-  if not scale or self.training then
+  if not rawget(self, "_folded_scale") or self.training then
     error("Conv2d:forward_folded_relu: expects a convolution with a BatchNorm folded in, in evaluation mode (Module:freeze)", 2)
   end
-  local y = skd.conv2d(x, self.weight, nil, self._opts)
-  if not y.requires_grad_ and not (identity and identity.requires_grad_) and (not identity or identity:is_contiguous()) then
-    return skd._channel_affine_(y, scale, shift, identity, true)
-  end
-  y = y * scale:reshape(1, -1, 1, 1) + shift:reshape(1, -1, 1, 1)
-  return skd.relu(identity and y + identity or y)
+  return folded_epilogue(self, skd.conv2d(x, self.weight, nil, self._opts), identity, true)
 end
 
 -- Multiply-adds per image for an output of shape (N, C, H, W): models.summary.
