@@ -32,7 +32,9 @@
 # comparison at 2 threads; SKD_THREADS=1 bash bench/compare.sh compares the engines per thread
 # and is disturbed far less. SKD_CONV_ALGO=direct measures skd's reference convolution path;
 # SKD_WG_PACKED=0 the Winograd forward of small batches with its kernel transformed to memory
-# and multiplied by BLIS's sgemm (as before the packed panels of core/winograd_packed.c).
+# and multiplied by BLIS's sgemm (as before the packed panels of core/winograd_packed.c);
+# SKD_POINTWISE_PACKED=0 a frozen network's 1x1 convolutions through sgemm, their weights packed
+# on every call (as before core/conv2d_pointwise.c).
 set -u
 cd "$(dirname "$0")/.."
 

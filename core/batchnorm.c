@@ -11,6 +11,7 @@
  * depend on the thread count. */
 #include <math.h>
 #include <stdlib.h>
+#include "affine_row.h"
 #include "ops.h"
 #include "parallel.h"
 
@@ -339,6 +340,7 @@ int skd_channel_affine_(skd_tensor *x, skd_tensor *scale, skd_tensor *shift,
 				 "requires grad");
 	int64_t n, c, sp;
 	channel_geometry(x, &n, &c, &sp);
+	skd_tensor_written(x);
 	float *xp = skd_tensor_f32(x);
 	const float *rp = residual ? skd_tensor_f32(residual) : NULL;
 	/* one pass for what a frozen ResNet block does after its convolution: folded BatchNorm,
@@ -349,22 +351,7 @@ int skd_channel_affine_(skd_tensor *x, skd_tensor *scale, skd_tensor *shift,
 		float a = *flat_at(scale, ch), b = *flat_at(shift, ch);
 		float *p = xp + plane * sp;
 		const float *q = rp ? rp + plane * sp : NULL;
-		if (q && relu)
-			for (int64_t i = 0; i < sp; i++) {
-				float v = p[i] * a + b + q[i];
-				p[i] = v > 0.0f ? v : 0.0f;
-			}
-		else if (q)
-			for (int64_t i = 0; i < sp; i++)
-				p[i] = p[i] * a + b + q[i];
-		else if (relu)
-			for (int64_t i = 0; i < sp; i++) {
-				float v = p[i] * a + b;
-				p[i] = v > 0.0f ? v : 0.0f;
-			}
-		else
-			for (int64_t i = 0; i < sp; i++)
-				p[i] = p[i] * a + b;
+		skd_affine_row(p, q, sp, a, b, relu);
 	}
 	return SKD_OK;
 }

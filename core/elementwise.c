@@ -397,6 +397,7 @@ int skd_add_(skd_tensor *a, skd_tensor *b, double alpha)
 		return skd_error("add_: %s cannot be added in place into %s",
 				 skd_shape_str(b, y, sizeof y), skd_shape_str(a, x, sizeof x));
 	}
+	skd_tensor_written(a);
 	float *pa = skd_tensor_f32(a), al = (float)alpha;
 	int64_t n = skd_tensor_numel(a);
 	if (skd_tensor_same_shape(a, b) && skd_tensor_is_contiguous(b)) {
@@ -421,6 +422,7 @@ int skd_relu_(skd_tensor *a)
 {
 	if (check_inplace("relu_", a))
 		return SKD_ERR;
+	skd_tensor_written(a);
 	float *p = skd_tensor_f32(a);
 	int64_t n = skd_tensor_numel(a);
 #pragma omp parallel for schedule(static) if (n > SKD_PARALLEL_GRAIN)
@@ -433,6 +435,7 @@ int skd_mul_scalar_(skd_tensor *a, double s)
 {
 	if (check_inplace("mul_", a))
 		return SKD_ERR;
+	skd_tensor_written(a);
 	float *p = skd_tensor_f32(a), f = (float)s;
 	int64_t n = skd_tensor_numel(a);
 #pragma omp parallel for schedule(static) if (n > SKD_PARALLEL_GRAIN)

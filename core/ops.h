@@ -93,6 +93,26 @@ typedef struct skd_conv2d_params {
 /* x: (N,Cin,H,W); w: (Cout,Cin/groups,kh,kw); b: (Cout) or NULL. */
 skd_tensor *skd_conv2d(skd_tensor *x, skd_tensor *w, skd_tensor *b, const skd_conv2d_params *p);
 
+/* --- conv2d_pointwise.c: a 1x1 convolution recording no gradient, its weight packed once --- */
+typedef struct skd_pointwise skd_pointwise;
+/* false where there is no usable micro-kernel, or SKD_POINTWISE_PACKED=0 */
+bool skd_pointwise_available(void);
+/* w: (Cout, Cin, 1, 1) contiguous float32, laid out in the micro-kernel's panels; the pack
+ * holds a reference to w. NULL with an error. */
+skd_pointwise *skd_pointwise_pack(skd_tensor *w);
+/* Whether pw was packed from w as it is now (same tensor, storage not written since). */
+bool skd_pointwise_current(const skd_pointwise *pw, const skd_tensor *w);
+void skd_pointwise_free(skd_pointwise *pw);
+size_t skd_pointwise_bytes(const skd_pointwise *pw);
+/* y = conv2d(x, w)·scale + shift (+ residual) (then ReLU), per output channel: a 1x1,
+ * stride-1, unpadded, one-group convolution of x (N, Cin, H, W) contiguous that no gradient
+ * flows through, with a frozen ResNet's folded BatchNorm and what follows it. scale, shift:
+ * (Cout) or NULL; residual NULL or the output's shape, contiguous. New tensor, or NULL with
+ * an error. */
+skd_tensor *skd_conv2d_pointwise(const skd_tensor *x, const skd_pointwise *pw,
+				 const skd_tensor *scale, const skd_tensor *shift,
+				 const skd_tensor *residual, bool relu);
+
 /* --- pool.c --- */
 typedef struct skd_pool2d_params {
 	int kernel[2], stride[2], padding[2];

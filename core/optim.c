@@ -22,6 +22,7 @@ int skd_sgd_step(skd_tensor *param, const skd_tensor *grad, skd_tensor *momentum
 	if (check("sgd", param, param, "parameter") || check("sgd", param, grad, "gradient") ||
 	    (momentum != 0 && check("sgd", param, momentum_buf, "momentum buffer")))
 		return SKD_ERR;
+	skd_tensor_written(param);
 	float *p = skd_tensor_f32(param), *buf = momentum != 0 ? skd_tensor_f32(momentum_buf) : NULL;
 	const float *g = skd_tensor_f32(grad);
 	const float flr = (float)lr, m = (float)momentum, wd = (float)weight_decay;
@@ -47,6 +48,7 @@ int skd_adam_step(skd_tensor *param, const skd_tensor *grad, skd_tensor *exp_avg
 		return SKD_ERR;
 	if (step < 1)
 		return skd_error("adam: step counts from 1, got %lld", (long long)step);
+	skd_tensor_written(param);
 	float *p = skd_tensor_f32(param), *m = skd_tensor_f32(exp_avg), *v = skd_tensor_f32(exp_avg_sq);
 	const float *g = skd_tensor_f32(grad);
 	const double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);

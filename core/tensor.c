@@ -31,6 +31,7 @@ static skd_storage *storage_new(size_t nbytes)
 	}
 	s->nbytes = nbytes;
 	s->refcount = 1;
+	s->version = 0;
 	return s;
 }
 
@@ -238,6 +239,7 @@ int skd_tensor_copy_(skd_tensor *dst, const skd_tensor *src)
 	if (dst->dtype != src->dtype)
 		return skd_error("copy: destination is %s, source is %s",
 				 skd_dtype_name(dst->dtype), skd_dtype_name(src->dtype));
+	skd_tensor_written(dst);
 	uint32_t *d = (uint32_t *)dst->storage->data + dst->offset;
 	const uint32_t *s = (const uint32_t *)src->storage->data + src->offset;
 	if (skd_tensor_is_contiguous(dst) && skd_tensor_is_contiguous(src)) {
@@ -273,6 +275,7 @@ skd_tensor *skd_tensor_contiguous_nograd(skd_tensor *t)
 
 int skd_tensor_fill_(skd_tensor *t, double value)
 {
+	skd_tensor_written(t);
 	if (t->dtype == SKD_FLOAT32) {
 		float v = (float)value, *p = skd_tensor_f32(t);
 		FOR_EACH_OFFSET(t, off, k, p[off] = v);
@@ -321,6 +324,7 @@ double skd_tensor_get(const skd_tensor *t, const int64_t *index)
 void skd_tensor_set(skd_tensor *t, const int64_t *index, double value)
 {
 	int64_t off = index_offset(t, index);
+	skd_tensor_written(t);
 	if (t->dtype == SKD_FLOAT32)
 		((float *)t->storage->data)[off] = (float)value;
 	else

@@ -21,6 +21,8 @@ typedef struct skd_storage {
 	void *data;
 	size_t nbytes;
 	int refcount;
+	uint64_t version; /* bumped by every in-place write (skd_tensor_written): caches of what
+			   * the data was (conv2d_pointwise.c) compare it */
 } skd_storage;
 
 struct skd_node;
@@ -85,6 +87,14 @@ static inline float *skd_tensor_f32(const skd_tensor *t)
 static inline int32_t *skd_tensor_i32(const skd_tensor *t)
 {
 	return (int32_t *)t->storage->data + t->offset;
+}
+
+/* Marks t's storage as written in place: every op that writes into an existing tensor (the
+ * "_" ops, the optimisers, element sets) calls it, so a cache made from the old contents sees
+ * it is stale. */
+static inline void skd_tensor_written(skd_tensor *t)
+{
+	t->storage->version++;
 }
 
 /* --- data movement, no autograd --- */

@@ -161,6 +161,51 @@ static int l_channel_affine_(lua_State *L)
 	return 1;
 }
 
+/* A 1x1 convolution's weight packed for skd._conv2d_pointwise (conv2d_pointwise.c). */
+#define LSKD_POINTWISE "skd.PointwisePack"
+
+static int pointwise_gc(lua_State *L)
+{
+	skd_pointwise **pp = luaL_checkudata(L, 1, LSKD_POINTWISE);
+	skd_pointwise_free(*pp);
+	*pp = NULL;
+	return 0;
+}
+
+/* skd._conv2d_pointwise(x, w, pack|nil, scale|nil, shift|nil, residual|nil, relu) -> y, pack:
+ * conv2d(x, w)·scale + shift (+ residual) (then ReLU) for a 1x1 convolution recording no
+ * gradient (Conv2d's folded path). pack is the one returned by the previous call: reused
+ * while it still matches w, packed anew otherwise. */
+static int l_conv2d_pointwise(lua_State *L)
+{
+	skd_tensor *x = lskd_checktensor(L, 1), *w = lskd_checktensor(L, 2);
+	skd_pointwise **old = lua_isnoneornil(L, 3) ? NULL : luaL_checkudata(L, 3, LSKD_POINTWISE);
+	skd_tensor *scale = lskd_opttensor(L, 4), *shift = lskd_opttensor(L, 5);
+	skd_tensor *residual = lskd_opttensor(L, 6);
+	if (!lua_isnoneornil(L, 7))
+		luaL_checktype(L, 7, LUA_TBOOLEAN);
+	bool relu = lua_toboolean(L, 7);
+	if (old && skd_pointwise_current(*old, w)) {
+		lua_pushvalue(L, 3);
+	} else {
+		skd_pointwise **pp = lua_newuserdatauv(L, sizeof *pp, 0);
+		*pp = NULL;
+		luaL_setmetatable(L, LSKD_POINTWISE);
+		if (!(*pp = skd_pointwise_pack(w)))
+			return lskd_error(L);
+	}
+	skd_pointwise **pack = lua_touserdata(L, -1);
+	lskd_pushtensor(L, skd_conv2d_pointwise(x, *pack, scale, shift, residual, relu));
+	lua_insert(L, -2);
+	return 2;
+}
+
+static int l_pointwise_available(lua_State *L)
+{
+	lua_pushboolean(L, skd_pointwise_available());
+	return 1;
+}
+
 /* skd.dropout(x, p [, training=true]) */
 static int l_dropout(lua_State *L)
 {
@@ -269,6 +314,8 @@ static const luaL_Reg nn_fns[] = {
 	{"interpolate", l_interpolate},
 	{"batch_norm", l_batch_norm},
 	{"_channel_affine_", l_channel_affine_},
+	{"_conv2d_pointwise", l_conv2d_pointwise},
+	{"_pointwise_available", l_pointwise_available},
 	{"dropout", l_dropout},
 	{"dropout2d", l_dropout2d},
 	{"softmax", l_softmax},
@@ -281,5 +328,9 @@ static const luaL_Reg nn_fns[] = {
 
 void lskd_open_nn(lua_State *L)
 {
+	luaL_newmetatable(L, LSKD_POINTWISE);
+	lua_pushcfunction(L, pointwise_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pop(L, 1);
 	luaL_setfuncs(L, nn_fns, 0);
 }

@@ -527,6 +527,7 @@ static int refill_random(lua_State *L, const char *op, bool normal)
 	if (!normal && !(a <= b))
 		return luaL_error(L, "%s: expects a <= b, got %f > %f", op, a, b);
 	float scale = (float)(normal ? b : b - a), shift = (float)a;
+	skd_tensor_written(t);
 	float *p = skd_tensor_f32(t);
 	for (int64_t i = 0, m = skd_tensor_numel(t); i < m; i++)
 		p[i] = (float)(normal ? skd_rng_normal() : skd_rng_uniform()) * scale + shift;

@@ -98,10 +98,45 @@ local function folded_epilogue(self, y, identity, relu)
   return relu and skd.relu(y) or y
 end
 
+-- A frozen 1x1 convolution (stride 1, unpadded, one group; weight not requiring grad, in
+-- evaluation mode) on an input no gradient is recorded for runs as skd._conv2d_pointwise:
+-- its weight packed once for BLIS's micro-kernel and kept in the module (repacked when the
+-- weight is written), the epilogue applied block by block. Anything else: skd.conv2d.
+-- Images of fewer pixels (a pyramid pooling stage's 1x1 to 6x6) keep sgemm: the micro-kernel
+-- multiplies 32 pixels at a time, so most of its work would be padding, and their weights
+-- (4 MB a stage in PSPNet) are not worth holding twice.
+local pointwise_ok = skd._pointwise_available()
+local POINTWISE_MIN_PIXELS = 64
+
+local function pointwise_fits(self, x, identity)
+  if not pointwise_ok or self.training or self.weight.requires_grad_ then return false end
+  local o = self._opts
+  if self.kernel_size[1] ~= 1 or self.kernel_size[2] ~= 1 or o.groups ~= 1
+    or o.stride[1] ~= 1 or o.stride[2] ~= 1 or o.padding[1] ~= 0 or o.padding[2] ~= 0 then
+    return false
+  end
+  if not skd.is_tensor(x) or x:dim() ~= 4 or x:dtype() ~= "float32" or not x:is_contiguous()
+    or x:size(2) ~= self.in_channels or x:size(3) * x:size(4) < POINTWISE_MIN_PIXELS
+    or (x.requires_grad_ and skd.grad_enabled()) then
+    return false
+  end
+  return not identity or (identity:is_contiguous() and not (identity.requires_grad_ and skd.grad_enabled()))
+end
+
+local function pointwise(self, x, scale, shift, identity, relu)
+  local y, pack = skd._conv2d_pointwise(x, self.weight, rawget(self, "_pointwise"), scale, shift, identity, relu)
+  rawset(self, "_pointwise", pack)
+  return y
+end
+
 function Conv2d:forward(x)
   if rawget(self, "_folded_scale") and not self.training then -- a BatchNorm folded in
+    if pointwise_fits(self, x) then
+      return pointwise(self, x, self._folded_scale, self._folded_bias)
+    end
     return folded_epilogue(self, skd.conv2d(x, self.weight, nil, self._opts))
   end
+  if pointwise_fits(self, x) then return pointwise(self, x, nil, self.bias) end
   return skd.conv2d(x, self.weight, self.bias, self._opts)
 end
 
@@ -111,6 +146,9 @@ end
 function Conv2d:forward_folded_relu(x, identity)
   if not rawget(self, "_folded_scale") or self.training then
     error("Conv2d:forward_folded_relu: expects a convolution with a BatchNorm folded in, in evaluation mode (Module:freeze)", 2)
+  end
+  if pointwise_fits(self, x, identity) then
+    return pointwise(self, x, self._folded_scale, self._folded_bias, identity, true)
   end
   return folded_epilogue(self, skd.conv2d(x, self.weight, nil, self._opts), identity, true)
 end

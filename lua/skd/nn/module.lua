@@ -233,6 +233,7 @@ function Module:train(mode)
       rawset(m, "_folded_scale", nil)
       rawset(m, "_folded_bias", nil)
       rawset(m, "_folded", nil)
+      rawset(m, "_pointwise", nil) -- a 1x1 conv's packed weight (layers.lua)
     end
   end)
   return self

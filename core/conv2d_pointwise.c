@@ -1,0 +1,261 @@
+/* conv2d_pointwise.c — a 1x1 convolution where no gradient is recorded (a frozen teacher's),
+ * as products of BLIS's micro-kernel on a weight packed once and kept, with what follows it in
+ * a frozen ResNet (folded BatchNorm, residual, ReLU) applied to each block of the output while
+ * it is still in cache.
+ *
+ * Through sgemm a 1x1 convolution packs its weight again on every call, and the engine's split
+ * of a lone product between threads (matmul.c) packs the whole of it once per thread: layer4's
+ * 2048x512 weight, 4 MB, twice per call to multiply it by 512 pixels. A frozen network's
+ * weights do not change, so they are laid out once in the micro-kernel's panels
+ * (skd_pointwise_pack) and each call packs only its activations. The pack records the weight's
+ * storage version (tensor.h): any in-place write to the weight makes it stale, and the next
+ * call packs again. Per call each thread takes whole panels of pixels, so the weight panels
+ * are read, never written, and every output element is one fixed sequence of operations
+ * whatever the thread count (blocks of input channels added in order).
+ */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include "affine_row.h"
+#include "ops.h"
+#include "parallel.h"
+
+/* A block of a thread's packed pixels (pixels x input channels) stays under this, in its
+ * core's L2, while every panel of the weight meets it. */
+#ifndef PW_PIXELS_BYTES
+#define PW_PIXELS_BYTES (512 << 10)
+#endif
+/* Input channels per block: BLIS's own kc for this kernel family (skx: 384). */
+#define PW_KC 384
+
+struct skd_pointwise {
+	skd_tensor *weight;      /* retained: the tensor packed, compared by identity */
+	uint64_t version;        /* its storage's version when packed */
+	int64_t cout, cin;
+	int pt, pk;              /* panel widths: pixels, output channels */
+	bool pixels_rows;        /* the pixels along the micro-kernel's rows (mr) */
+	float *panels;           /* [ceil(cout/pk)][cin][pk], zero past cout, */
+	int64_t pstride;         /* each panel 64-byte aligned: cin·pk rounded up to 16 */
+	size_t nbytes;
+};
+
+static bool usable_weight(const skd_tensor *w, const char *op)
+{
+	char s[SKD_SHAPE_STR_LEN];
+	if (w->dtype != SKD_FLOAT32 || w->ndim != 4 || w->shape[2] != 1 || w->shape[3] != 1 ||
+	    !skd_tensor_is_contiguous(w)) {
+		skd_error("%s: expects a contiguous float32 weight (Cout, Cin, 1, 1), got %s %s", op,
+			  skd_dtype_name(w->dtype), skd_shape_str(w, s, sizeof s));
+		return false;
+	}
+	return true;
+}
+
+bool skd_pointwise_available(void)
+{
+	static int on = -1;
+	if (on < 0) {
+		const char *e = getenv("SKD_POINTWISE_PACKED");
+		on = !(e && !strcmp(e, "0")) && skd_ukernel_get()->mr > 0;
+	}
+	return on;
+}
+
+skd_pointwise *skd_pointwise_pack(skd_tensor *w)
+{
+	if (!usable_weight(w, "pointwise_pack"))
+		return NULL;
+	if (!skd_pointwise_available()) {
+		skd_error("pointwise_pack: no usable BLIS micro-kernel on this machine");
+		return NULL;
+	}
+	const skd_ukernel *uk = skd_ukernel_get();
+	skd_pointwise *pw = calloc(1, sizeof *pw);
+	if (!pw) {
+		skd_error("pointwise_pack: out of memory");
+		return NULL;
+	}
+	pw->cout = w->shape[0];
+	pw->cin = w->shape[1];
+	pw->pixels_rows = uk->prefers_cols; /* C by columns: pixels contiguous along mr */
+	pw->pt = pw->pixels_rows ? uk->mr : uk->nr;
+	pw->pk = pw->pixels_rows ? uk->nr : uk->mr;
+	int64_t panels = (pw->cout + pw->pk - 1) / pw->pk;
+	pw->pstride = (pw->cin * pw->pk + 15) / 16 * 16;
+	pw->nbytes = sizeof(float) * (size_t)(panels * pw->pstride);
+	pw->panels = skd_alloc(pw->nbytes);
+	if (!pw->panels) {
+		free(pw);
+		return NULL;
+	}
+	const float *src = skd_tensor_f32(w);
+	int64_t cin = pw->cin, pk = pw->pk, cout = pw->cout, ps = pw->pstride;
+#pragma omp parallel for schedule(static) if (cout * cin > SKD_PARALLEL_GRAIN)
+	for (int64_t p = 0; p < panels; p++) {
+		float *dst = pw->panels + p * ps;
+		for (int64_t c = 0; c < cin; c++)
+			for (int64_t j = 0; j < pk; j++) {
+				int64_t o = p * pk + j;
+				dst[c * pk + j] = o < cout ? src[o * cin + c] : 0.0f;
+			}
+	}
+	pw->weight = skd_tensor_retain(w);
+	pw->version = w->storage->version;
+	return pw;
+}
+
+bool skd_pointwise_current(const skd_pointwise *pw, const skd_tensor *w)
+{
+	return pw && pw->weight == w && pw->version == w->storage->version;
+}
+
+void skd_pointwise_free(skd_pointwise *pw)
+{
+	if (!pw)
+		return;
+	skd_free(pw->panels, pw->nbytes);
+	skd_tensor_release(pw->weight);
+	free(pw);
+}
+
+size_t skd_pointwise_bytes(const skd_pointwise *pw)
+{
+	return pw ? pw->nbytes : 0;
+}
+
+/* ap[u][c][pt] = x's pixels of panel u (of image n), input channels c0 .. c0 + kc, zero past
+ * the image's last pixel. */
+static void pack_pixels(const float *x, int64_t cin, int64_t hw, int64_t tpanels, int pt,
+			int64_t u0, int64_t u1, int64_t c0, int64_t kc, float *ap)
+{
+	for (int64_t u = u0; u < u1; u++) {
+		int64_t n = u / tpanels, p0 = u % tpanels * pt;
+		int64_t len = hw - p0 < pt ? hw - p0 : pt;
+		const float *src = x + (n * cin + c0) * hw + p0;
+		float *dst = ap + (u - u0) * kc * pt;
+		for (int64_t c = 0; c < kc; c++) {
+			memcpy(dst + c * pt, src + c * hw, sizeof(float) * (size_t)len);
+			if (len < pt)
+				memset(dst + c * pt + len, 0, sizeof(float) * (size_t)(pt - len));
+		}
+	}
+}
+
+/* y = y·scale + shift (+ residual) (then ReLU) on one block: nk output channels from k0, np
+ * pixels at y (channel stride hw). scale, shift may be NULL. */
+static void epilogue(float *y, const float *res, int64_t hw, int64_t k0, int nk, int64_t np,
+		     const float *scale, const float *shift, bool relu)
+{
+	for (int j = 0; j < nk; j++)
+		skd_affine_row(y + j * hw, res ? res + j * hw : NULL, np,
+			       scale ? scale[k0 + j] : 1.0f, shift ? shift[k0 + j] : 0.0f, relu);
+}
+
+static int check_args(const skd_tensor *x, const skd_pointwise *pw, const skd_tensor *scale,
+		      const skd_tensor *shift, const skd_tensor *residual)
+{
+	char s[SKD_SHAPE_STR_LEN], r[SKD_SHAPE_STR_LEN];
+	if (x->dtype != SKD_FLOAT32 || x->ndim != 4 || !skd_tensor_is_contiguous(x) ||
+	    x->shape[1] != pw->cin)
+		return skd_error("conv2d_pointwise: expects a contiguous float32 input (N, %lld, H, "
+				 "W), got %s %s", (long long)pw->cin, skd_dtype_name(x->dtype),
+				 skd_shape_str(x, s, sizeof s));
+	if (x->requires_grad && skd_grad_enabled())
+		return skd_error("conv2d_pointwise: records no gradient, so not on an input that "
+				 "requires grad (use conv2d)");
+	const skd_tensor *per[2] = {scale, shift};
+	const char *names[2] = {"scale", "shift"};
+	for (int i = 0; i < 2; i++)
+		if (per[i] && (per[i]->dtype != SKD_FLOAT32 || per[i]->ndim != 1 ||
+			       per[i]->shape[0] != pw->cout || !skd_tensor_is_contiguous(per[i])))
+			return skd_error("conv2d_pointwise: expects %s of shape (%lld), contiguous "
+					 "float32, got %s %s", names[i], (long long)pw->cout,
+					 skd_dtype_name(per[i]->dtype),
+					 skd_shape_str(per[i], s, sizeof s));
+	if (!residual)
+		return SKD_OK;
+	int64_t want[4] = {x->shape[0], pw->cout, x->shape[2], x->shape[3]};
+	if (residual->dtype != SKD_FLOAT32 || residual->ndim != 4 ||
+	    memcmp(residual->shape, want, sizeof want) || !skd_tensor_is_contiguous(residual))
+		return skd_error("conv2d_pointwise: expects a residual of the output's shape "
+				 "%lldx%lldx%lldx%lld, contiguous float32, got %s %s%s",
+				 (long long)want[0], (long long)want[1], (long long)want[2],
+				 (long long)want[3], skd_dtype_name(residual->dtype),
+				 skd_shape_str(residual, r, sizeof r),
+				 skd_tensor_is_contiguous(residual) ? "" : " (not contiguous)");
+	if (residual->requires_grad && skd_grad_enabled())
+		return skd_error("conv2d_pointwise: records no gradient, so not with a residual "
+				 "that requires grad");
+	return SKD_OK;
+}
+
+skd_tensor *skd_conv2d_pointwise(const skd_tensor *x, const skd_pointwise *pw,
+				 const skd_tensor *scale, const skd_tensor *shift,
+				 const skd_tensor *residual, bool relu)
+{
+	if (check_args(x, pw, scale, shift, residual))
+		return NULL;
+	int64_t n = x->shape[0], hw = x->shape[2] * x->shape[3], cin = pw->cin, cout = pw->cout;
+	int64_t shape[4] = {n, cout, x->shape[2], x->shape[3]};
+	skd_tensor *y = skd_tensor_empty(SKD_FLOAT32, 4, shape);
+	if (!y || n * hw == 0)
+		return y;
+	int pt = pw->pt, pk = pw->pk, nth = skd_threads_get();
+	int64_t kc_max = cin < PW_KC ? cin : PW_KC;
+	int64_t tpanels = (hw + pt - 1) / pt, units = n * tpanels;
+	int64_t kpanels = (cout + pk - 1) / pk;
+	/* a thread's pixels in blocks of `group` panels (their packed block under
+	 * PW_PIXELS_BYTES): every weight panel is read once per block */
+	int64_t group = PW_PIXELS_BYTES / ((int64_t)sizeof(float) * kc_max * pt);
+	if (group < 1)
+		group = 1;
+	int64_t per = (units + nth - 1) / nth;
+	if (group > per)
+		group = per;
+	size_t abytes = sizeof(float) * (size_t)(nth * group * kc_max * pt);
+	float *ap = skd_alloc(abytes);
+	if (!ap) {
+		skd_tensor_release(y);
+		return NULL;
+	}
+	const float *xp = skd_tensor_f32(x), *rp = residual ? skd_tensor_f32(residual) : NULL;
+	const float *sc = scale ? skd_tensor_f32(scale) : NULL;
+	const float *sh = shift ? skd_tensor_f32(shift) : NULL;
+	float *yp = skd_tensor_f32(y);
+#pragma omp parallel num_threads(nth) if (nth > 1 && units > 1 && units * cout * cin > SKD_PARALLEL_GRAIN)
+	{
+		int t = omp_get_thread_num(), tn = omp_get_num_threads();
+		int64_t u_begin = units * t / tn, u_end = units * (t + 1) / tn;
+		float *mine = ap + (size_t)t * group * kc_max * pt;
+		for (int64_t g0 = u_begin; g0 < u_end; g0 += group) {
+			int64_t g1 = g0 + group < u_end ? g0 + group : u_end;
+			for (int64_t c0 = 0; c0 < cin; c0 += kc_max) {
+				int64_t kc = cin - c0 < kc_max ? cin - c0 : kc_max;
+				float beta = c0 == 0 ? 0.0f : 1.0f;
+				bool last = c0 + kc == cin;
+				pack_pixels(xp, cin, hw, tpanels, pt, g0, g1, c0, kc, mine);
+				for (int64_t kp = 0; kp < kpanels; kp++) {
+					int64_t k0 = kp * pk;
+					int nk = cout - k0 < pk ? (int)(cout - k0) : pk;
+					const float *b = pw->panels + kp * pw->pstride + c0 * pk;
+					for (int64_t u = g0; u < g1; u++) {
+						int64_t img = u / tpanels, p0 = u % tpanels * pt;
+						int64_t np = hw - p0 < pt ? hw - p0 : pt;
+						const float *a = mine + (u - g0) * kc * pt;
+						int64_t off = (img * cout + k0) * hw + p0;
+						float *c = yp + off;
+						if (pw->pixels_rows)
+							skd_ukernel_run(np, nk, kc, a, b, beta, c, 1, hw);
+						else
+							skd_ukernel_run(nk, np, kc, b, a, beta, c, hw, 1);
+						if (last)
+							epilogue(c, rp ? rp + off : NULL, hw, k0, nk, np,
+								 sc, sh, relu);
+					}
+				}
+			}
+		}
+	}
+	skd_free(ap, abytes);
+	return y;
+}
