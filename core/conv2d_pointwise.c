@@ -7,9 +7,10 @@
  * of a lone product between threads (matmul.c) packs the whole of it once per thread: layer4's
  * 2048x512 weight, 4 MB, twice per call to multiply it by 512 pixels. A frozen network's
  * weights do not change, so they are laid out once in the micro-kernel's panels
- * (skd_pointwise_pack) and each call packs only its activations. The pack records the weight's
- * storage version (tensor.h): any in-place write to the weight makes it stale, and the next
- * call packs again. Per call each thread takes whole panels of pixels, so the weight panels
+ * (a pack, kept by the caller between calls) and each call packs only its activations. The
+ * pack records which storage it was made from and that storage's version (tensor.h), never a
+ * reference to it: any in-place write to the weight, or another weight in its place, makes it
+ * stale, and the call packs again in place of the old one. Per call each thread takes whole panels of pixels, so the weight panels
  * are read, never written, and every output element is one fixed sequence of operations
  * whatever the thread count (blocks of input channels added in order).
  */
@@ -29,27 +30,15 @@
 #define PW_KC 384
 
 struct skd_pointwise {
-	skd_tensor *weight;      /* retained: the tensor packed, compared by identity */
-	uint64_t version;        /* its storage's version when packed */
+	uint64_t storage_id, version; /* the weight's storage, and its version when packed */
+	int64_t offset;               /* the weight's first element in it */
 	int64_t cout, cin;
-	int pt, pk;              /* panel widths: pixels, output channels */
-	bool pixels_rows;        /* the pixels along the micro-kernel's rows (mr) */
-	float *panels;           /* [ceil(cout/pk)][cin][pk], zero past cout, */
-	int64_t pstride;         /* each panel 64-byte aligned: cin·pk rounded up to 16 */
+	int pt, pk;                   /* panel widths: pixels, output channels */
+	bool pixels_rows;             /* the pixels along the micro-kernel's rows (mr) */
+	float *panels;                /* [ceil(cout/pk)][cin][pk], zero past cout, */
+	int64_t pstride;              /* each panel 64-byte aligned: cin·pk rounded up to 16 */
 	size_t nbytes;
 };
-
-static bool usable_weight(const skd_tensor *w, const char *op)
-{
-	char s[SKD_SHAPE_STR_LEN];
-	if (w->dtype != SKD_FLOAT32 || w->ndim != 4 || w->shape[2] != 1 || w->shape[3] != 1 ||
-	    !skd_tensor_is_contiguous(w)) {
-		skd_error("%s: expects a contiguous float32 weight (Cout, Cin, 1, 1), got %s %s", op,
-			  skd_dtype_name(w->dtype), skd_shape_str(w, s, sizeof s));
-		return false;
-	}
-	return true;
-}
 
 bool skd_pointwise_available(void)
 {
@@ -61,20 +50,27 @@ bool skd_pointwise_available(void)
 	return on;
 }
 
-skd_pointwise *skd_pointwise_pack(skd_tensor *w)
+void skd_pointwise_free(skd_pointwise *pw)
 {
-	if (!usable_weight(w, "pointwise_pack"))
-		return NULL;
-	if (!skd_pointwise_available()) {
-		skd_error("pointwise_pack: no usable BLIS micro-kernel on this machine");
-		return NULL;
-	}
+	if (!pw)
+		return;
+	skd_free(pw->panels, pw->nbytes);
+	free(pw);
+}
+
+static bool pack_current(const skd_pointwise *pw, const skd_tensor *w)
+{
+	return pw && pw->storage_id == w->storage->id && pw->version == w->storage->version &&
+	       pw->offset == w->offset && pw->cout == w->shape[0] && pw->cin == w->shape[1];
+}
+
+/* w (checked by check_args) laid out in the micro-kernel's panels; NULL with an error. */
+static skd_pointwise *pack_weight(const skd_tensor *w)
+{
 	const skd_ukernel *uk = skd_ukernel_get();
 	skd_pointwise *pw = calloc(1, sizeof *pw);
-	if (!pw) {
-		skd_error("pointwise_pack: out of memory");
-		return NULL;
-	}
+	if (!pw)
+		return skd_error_null("conv2d_pointwise: out of memory");
 	pw->cout = w->shape[0];
 	pw->cin = w->shape[1];
 	pw->pixels_rows = uk->prefers_cols; /* C by columns: pixels contiguous along mr */
@@ -90,7 +86,7 @@ skd_pointwise *skd_pointwise_pack(skd_tensor *w)
 	}
 	const float *src = skd_tensor_f32(w);
 	int64_t cin = pw->cin, pk = pw->pk, cout = pw->cout, ps = pw->pstride;
-#pragma omp parallel for schedule(static) if (cout * cin > SKD_PARALLEL_GRAIN)
+#pragma omp parallel for schedule(static) num_threads(skd_threads_get()) if (cout * cin > SKD_PARALLEL_GRAIN)
 	for (int64_t p = 0; p < panels; p++) {
 		float *dst = pw->panels + p * ps;
 		for (int64_t c = 0; c < cin; c++)
@@ -99,40 +95,22 @@ skd_pointwise *skd_pointwise_pack(skd_tensor *w)
 				dst[c * pk + j] = o < cout ? src[o * cin + c] : 0.0f;
 			}
 	}
-	pw->weight = skd_tensor_retain(w);
+	pw->storage_id = w->storage->id;
 	pw->version = w->storage->version;
+	pw->offset = w->offset;
 	return pw;
 }
 
-bool skd_pointwise_current(const skd_pointwise *pw, const skd_tensor *w)
-{
-	return pw && pw->weight == w && pw->version == w->storage->version;
-}
-
-void skd_pointwise_free(skd_pointwise *pw)
-{
-	if (!pw)
-		return;
-	skd_free(pw->panels, pw->nbytes);
-	skd_tensor_release(pw->weight);
-	free(pw);
-}
-
-size_t skd_pointwise_bytes(const skd_pointwise *pw)
-{
-	return pw ? pw->nbytes : 0;
-}
-
 /* ap[u][c][pt] = x's pixels of panel u (of image n), input channels c0 .. c0 + kc, zero past
- * the image's last pixel. */
+ * the image's last pixel; panel u at ap + (u - u0)·ustride. */
 static void pack_pixels(const float *x, int64_t cin, int64_t hw, int64_t tpanels, int pt,
-			int64_t u0, int64_t u1, int64_t c0, int64_t kc, float *ap)
+			int64_t u0, int64_t u1, int64_t c0, int64_t kc, int64_t ustride, float *ap)
 {
 	for (int64_t u = u0; u < u1; u++) {
 		int64_t n = u / tpanels, p0 = u % tpanels * pt;
 		int64_t len = hw - p0 < pt ? hw - p0 : pt;
 		const float *src = x + (n * cin + c0) * hw + p0;
-		float *dst = ap + (u - u0) * kc * pt;
+		float *dst = ap + (u - u0) * ustride;
 		for (int64_t c = 0; c < kc; c++) {
 			memcpy(dst + c * pt, src + c * hw, sizeof(float) * (size_t)len);
 			if (len < pt)
@@ -151,30 +129,43 @@ static void epilogue(float *y, const float *res, int64_t hw, int64_t k0, int nk,
 			       scale ? scale[k0 + j] : 1.0f, shift ? shift[k0 + j] : 0.0f, relu);
 }
 
-static int check_args(const skd_tensor *x, const skd_pointwise *pw, const skd_tensor *scale,
+static int check_args(const skd_tensor *x, const skd_tensor *w, const skd_tensor *scale,
 		      const skd_tensor *shift, const skd_tensor *residual)
 {
 	char s[SKD_SHAPE_STR_LEN], r[SKD_SHAPE_STR_LEN];
+	if (w->dtype != SKD_FLOAT32 || w->ndim != 4 || w->shape[2] != 1 || w->shape[3] != 1 ||
+	    w->shape[0] < 1 || w->shape[1] < 1 || !skd_tensor_is_contiguous(w))
+		return skd_error("conv2d_pointwise: expects a contiguous float32 weight (Cout, Cin, "
+				 "1, 1), got %s %s", skd_dtype_name(w->dtype),
+				 skd_shape_str(w, s, sizeof s));
+	int64_t cout = w->shape[0], cin = w->shape[1];
 	if (x->dtype != SKD_FLOAT32 || x->ndim != 4 || !skd_tensor_is_contiguous(x) ||
-	    x->shape[1] != pw->cin)
+	    x->shape[1] != cin)
 		return skd_error("conv2d_pointwise: expects a contiguous float32 input (N, %lld, H, "
-				 "W), got %s %s", (long long)pw->cin, skd_dtype_name(x->dtype),
+				 "W), got %s %s", (long long)cin, skd_dtype_name(x->dtype),
 				 skd_shape_str(x, s, sizeof s));
-	if (x->requires_grad && skd_grad_enabled())
-		return skd_error("conv2d_pointwise: records no gradient, so not on an input that "
-				 "requires grad (use conv2d)");
+	bool grad = skd_grad_enabled();
+	if (grad && (x->requires_grad || w->requires_grad))
+		return skd_error("conv2d_pointwise: records no gradient, so not on an input or "
+				 "weight that requires grad (use conv2d)");
 	const skd_tensor *per[2] = {scale, shift};
 	const char *names[2] = {"scale", "shift"};
-	for (int i = 0; i < 2; i++)
-		if (per[i] && (per[i]->dtype != SKD_FLOAT32 || per[i]->ndim != 1 ||
-			       per[i]->shape[0] != pw->cout || !skd_tensor_is_contiguous(per[i])))
+	for (int i = 0; i < 2; i++) {
+		if (!per[i])
+			continue;
+		if (per[i]->dtype != SKD_FLOAT32 || per[i]->ndim != 1 || per[i]->shape[0] != cout ||
+		    !skd_tensor_is_contiguous(per[i]))
 			return skd_error("conv2d_pointwise: expects %s of shape (%lld), contiguous "
-					 "float32, got %s %s", names[i], (long long)pw->cout,
+					 "float32, got %s %s", names[i], (long long)cout,
 					 skd_dtype_name(per[i]->dtype),
 					 skd_shape_str(per[i], s, sizeof s));
+		if (grad && per[i]->requires_grad)
+			return skd_error("conv2d_pointwise: records no gradient, so not with a %s "
+					 "that requires grad", names[i]);
+	}
 	if (!residual)
 		return SKD_OK;
-	int64_t want[4] = {x->shape[0], pw->cout, x->shape[2], x->shape[3]};
+	int64_t want[4] = {x->shape[0], cout, x->shape[2], x->shape[3]};
 	if (residual->dtype != SKD_FLOAT32 || residual->ndim != 4 ||
 	    memcmp(residual->shape, want, sizeof want) || !skd_tensor_is_contiguous(residual))
 		return skd_error("conv2d_pointwise: expects a residual of the output's shape "
@@ -189,12 +180,21 @@ static int check_args(const skd_tensor *x, const skd_pointwise *pw, const skd_te
 	return SKD_OK;
 }
 
-skd_tensor *skd_conv2d_pointwise(const skd_tensor *x, const skd_pointwise *pw,
+skd_tensor *skd_conv2d_pointwise(const skd_tensor *x, const skd_tensor *w, skd_pointwise **cache,
 				 const skd_tensor *scale, const skd_tensor *shift,
 				 const skd_tensor *residual, bool relu)
 {
-	if (check_args(x, pw, scale, shift, residual))
+	if (!skd_pointwise_available())
+		return skd_error_null("conv2d_pointwise: no usable BLIS micro-kernel here (or "
+				      "SKD_POINTWISE_PACKED=0)");
+	if (check_args(x, w, scale, shift, residual))
 		return NULL;
+	if (!pack_current(*cache, w)) { /* the stale pack goes at once, not at the next GC */
+		skd_pointwise_free(*cache);
+		if (!(*cache = pack_weight(w)))
+			return NULL;
+	}
+	const skd_pointwise *pw = *cache;
 	int64_t n = x->shape[0], hw = x->shape[2] * x->shape[3], cin = pw->cin, cout = pw->cout;
 	int64_t shape[4] = {n, cout, x->shape[2], x->shape[3]};
 	skd_tensor *y = skd_tensor_empty(SKD_FLOAT32, 4, shape);
@@ -212,7 +212,8 @@ skd_tensor *skd_conv2d_pointwise(const skd_tensor *x, const skd_pointwise *pw,
 	int64_t per = (units + nth - 1) / nth;
 	if (group > per)
 		group = per;
-	size_t abytes = sizeof(float) * (size_t)(nth * group * kc_max * pt);
+	int64_t ustride = (kc_max * pt + 15) / 16 * 16; /* every panel 64-byte aligned */
+	size_t abytes = sizeof(float) * (size_t)(nth * group * ustride);
 	float *ap = skd_alloc(abytes);
 	if (!ap) {
 		skd_tensor_release(y);
@@ -226,14 +227,15 @@ skd_tensor *skd_conv2d_pointwise(const skd_tensor *x, const skd_pointwise *pw,
 	{
 		int t = omp_get_thread_num(), tn = omp_get_num_threads();
 		int64_t u_begin = units * t / tn, u_end = units * (t + 1) / tn;
-		float *mine = ap + (size_t)t * group * kc_max * pt;
+		float *mine = ap + (size_t)t * group * ustride;
 		for (int64_t g0 = u_begin; g0 < u_end; g0 += group) {
 			int64_t g1 = g0 + group < u_end ? g0 + group : u_end;
 			for (int64_t c0 = 0; c0 < cin; c0 += kc_max) {
 				int64_t kc = cin - c0 < kc_max ? cin - c0 : kc_max;
 				float beta = c0 == 0 ? 0.0f : 1.0f;
 				bool last = c0 + kc == cin;
-				pack_pixels(xp, cin, hw, tpanels, pt, g0, g1, c0, kc, mine);
+				pack_pixels(xp, cin, hw, tpanels, pt, g0, g1, c0, kc, ustride,
+					    mine);
 				for (int64_t kp = 0; kp < kpanels; kp++) {
 					int64_t k0 = kp * pk;
 					int nk = cout - k0 < pk ? (int)(cout - k0) : pk;
@@ -241,7 +243,7 @@ skd_tensor *skd_conv2d_pointwise(const skd_tensor *x, const skd_pointwise *pw,
 					for (int64_t u = g0; u < g1; u++) {
 						int64_t img = u / tpanels, p0 = u % tpanels * pt;
 						int64_t np = hw - p0 < pt ? hw - p0 : pt;
-						const float *a = mine + (u - g0) * kc * pt;
+						const float *a = mine + (u - g0) * ustride;
 						int64_t off = (img * cout + k0) * hw + p0;
 						float *c = yp + off;
 						if (pw->pixels_rows)

@@ -94,22 +94,19 @@ typedef struct skd_conv2d_params {
 skd_tensor *skd_conv2d(skd_tensor *x, skd_tensor *w, skd_tensor *b, const skd_conv2d_params *p);
 
 /* --- conv2d_pointwise.c: a 1x1 convolution recording no gradient, its weight packed once --- */
+/* The weight laid out in the micro-kernel's panels, kept by the caller between calls. */
 typedef struct skd_pointwise skd_pointwise;
 /* false where there is no usable micro-kernel, or SKD_POINTWISE_PACKED=0 */
 bool skd_pointwise_available(void);
-/* w: (Cout, Cin, 1, 1) contiguous float32, laid out in the micro-kernel's panels; the pack
- * holds a reference to w. NULL with an error. */
-skd_pointwise *skd_pointwise_pack(skd_tensor *w);
-/* Whether pw was packed from w as it is now (same tensor, storage not written since). */
-bool skd_pointwise_current(const skd_pointwise *pw, const skd_tensor *w);
-void skd_pointwise_free(skd_pointwise *pw);
-size_t skd_pointwise_bytes(const skd_pointwise *pw);
+void skd_pointwise_free(skd_pointwise *pw); /* NULL is fine */
 /* y = conv2d(x, w)·scale + shift (+ residual) (then ReLU), per output channel: a 1x1,
- * stride-1, unpadded, one-group convolution of x (N, Cin, H, W) contiguous that no gradient
- * flows through, with a frozen ResNet's folded BatchNorm and what follows it. scale, shift:
- * (Cout) or NULL; residual NULL or the output's shape, contiguous. New tensor, or NULL with
- * an error. */
-skd_tensor *skd_conv2d_pointwise(const skd_tensor *x, const skd_pointwise *pw,
+ * stride-1, unpadded, one-group convolution of x (N, Cin, H, W) contiguous, w (Cout, Cin, 1,
+ * 1) contiguous, neither recording a gradient: a frozen ResNet's conv with its folded
+ * BatchNorm and what follows it. scale, shift: (Cout) or NULL; residual NULL or the output's
+ * shape, contiguous. *cache: the pack of an earlier call (or NULL), used while it matches w
+ * as it is now (same storage, not written since), replaced by a new one otherwise. New
+ * tensor, or NULL with an error. */
+skd_tensor *skd_conv2d_pointwise(const skd_tensor *x, const skd_tensor *w, skd_pointwise **cache,
 				 const skd_tensor *scale, const skd_tensor *shift,
 				 const skd_tensor *residual, bool relu);
 

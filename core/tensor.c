@@ -19,6 +19,8 @@ const char *skd_dtype_name(skd_dtype dtype)
 	return dtype == SKD_INT32 ? "int32" : "float32";
 }
 
+static uint64_t storage_ids;
+
 static skd_storage *storage_new(size_t nbytes)
 {
 	skd_storage *s = skd_malloc(sizeof *s);
@@ -32,6 +34,7 @@ static skd_storage *storage_new(size_t nbytes)
 	s->nbytes = nbytes;
 	s->refcount = 1;
 	s->version = 0;
+	s->id = __atomic_add_fetch(&storage_ids, 1, __ATOMIC_RELAXED);
 	return s;
 }
 

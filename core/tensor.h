@@ -21,6 +21,8 @@ typedef struct skd_storage {
 	void *data;
 	size_t nbytes;
 	int refcount;
+	uint64_t id;      /* unique in the process: a cache tells storages apart by it, not by
+			   * an address that a later storage may reuse */
 	uint64_t version; /* bumped by every in-place write (skd_tensor_written): caches of what
 			   * the data was (conv2d_pointwise.c) compare it */
 } skd_storage;

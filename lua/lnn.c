@@ -174,29 +174,27 @@ static int pointwise_gc(lua_State *L)
 
 /* skd._conv2d_pointwise(x, w, pack|nil, scale|nil, shift|nil, residual|nil, relu) -> y, pack:
  * conv2d(x, w)·scale + shift (+ residual) (then ReLU) for a 1x1 convolution recording no
- * gradient (Conv2d's folded path). pack is the one returned by the previous call: reused
- * while it still matches w, packed anew otherwise. */
+ * gradient (Conv2d's frozen path). pack: what the previous call returned, or nil; it is
+ * repacked in place when w has changed, so a module holds one pack whatever happens. */
 static int l_conv2d_pointwise(lua_State *L)
 {
 	skd_tensor *x = lskd_checktensor(L, 1), *w = lskd_checktensor(L, 2);
-	skd_pointwise **old = lua_isnoneornil(L, 3) ? NULL : luaL_checkudata(L, 3, LSKD_POINTWISE);
-	skd_tensor *scale = lskd_opttensor(L, 4), *shift = lskd_opttensor(L, 5);
-	skd_tensor *residual = lskd_opttensor(L, 6);
+	skd_tensor *t[3]; /* scale, shift, residual: a tensor or nil, never silently ignored */
+	for (int i = 0; i < 3; i++)
+		t[i] = lua_isnoneornil(L, 4 + i) ? NULL : lskd_checktensor(L, 4 + i);
 	if (!lua_isnoneornil(L, 7))
 		luaL_checktype(L, 7, LUA_TBOOLEAN);
 	bool relu = lua_toboolean(L, 7);
-	if (old && skd_pointwise_current(*old, w)) {
-		lua_pushvalue(L, 3);
-	} else {
+	lua_settop(L, 7); /* every argument slot exists, so slot 3 can take a new pack */
+	if (lua_isnil(L, 3)) {
 		skd_pointwise **pp = lua_newuserdatauv(L, sizeof *pp, 0);
 		*pp = NULL;
 		luaL_setmetatable(L, LSKD_POINTWISE);
-		if (!(*pp = skd_pointwise_pack(w)))
-			return lskd_error(L);
+		lua_replace(L, 3);
 	}
-	skd_pointwise **pack = lua_touserdata(L, -1);
-	lskd_pushtensor(L, skd_conv2d_pointwise(x, *pack, scale, shift, residual, relu));
-	lua_insert(L, -2);
+	skd_pointwise **pack = luaL_checkudata(L, 3, LSKD_POINTWISE);
+	lskd_pushtensor(L, skd_conv2d_pointwise(x, w, pack, t[0], t[1], t[2], relu));
+	lua_pushvalue(L, 3);
 	return 2;
 }
 

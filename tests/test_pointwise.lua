@@ -86,7 +86,7 @@ T.test("the pack follows the weight: every in-place write repacks it", function(
   check("second call")
   T.eq(rawget(conv, "_pointwise"), first, "an unchanged weight keeps its pack")
   skd.no_grad(function() conv.weight:copy_(skd.randn(20, 48, 1, 1)) end); check("after copy_")
-  T.ok(rawget(conv, "_pointwise") ~= first, "copy_ made a new pack")
+  T.eq(rawget(conv, "_pointwise"), first, "repacked in place: one pack per module")
   skd.no_grad(function() conv.weight:mul_(-2) end); check("after mul_")
   skd.no_grad(function() conv.weight:add_(skd.ones(20, 48, 1, 1)) end); check("after add_")
   skd.no_grad(function() conv.weight:normal_() end); check("after normal_")
@@ -135,13 +135,82 @@ T.test("where the packed path does not apply, conv2d still runs (and records gra
   end)
 end)
 
+T.test("a trainable bias, a weight made trainable again, a non-contiguous weight: conv2d's path", function()
+  skd.manual_seed(7)
+  local conv = nn.Conv2d(16, 8, 1)
+  conv:eval()
+  conv.weight:requires_grad(false)             -- bias-only fine-tuning
+  local x = skd.randn(1, 16, 8, 8)
+  local y = conv(x)
+  T.ok(y.requires_grad_, "the output records the bias's gradient")
+  y:sum():backward()
+  T.near(conv.bias.grad, skd.full({8}, 64), 0)  -- d(sum)/d(bias) = pixels
+  conv.bias:requires_grad(false)
+  skd.no_grad(function() return conv(x) end)
+  T.ok(rawget(conv, "_pointwise") ~= nil, "all frozen: packed")
+  conv.weight:requires_grad(true)
+  local z = conv(x)
+  T.ok(z.requires_grad_ and rawget(conv, "_pointwise") == nil, "trainable again: recorded, pack dropped")
+  -- a weight that is a transposed view (assigned by hand) falls back instead of failing
+  local c2 = nn.Conv2d(8, 8, 1, {bias = false})
+  c2:eval()
+  rawset(c2, "weight", skd.randn(8, 8, 1, 1):transpose(1, 2))
+  T.ok(not c2.weight:is_contiguous())
+  local x8 = skd.randn(1, 8, 8, 8)
+  T.near(skd.no_grad(function() return c2(x8) end), skd.conv2d(x8, c2.weight, nil, {}), 0)
+end)
+
+T.test("a weight rewritten before every forward (an EMA teacher) holds one pack, not one per step", function()
+  skd.manual_seed(8)
+  local net, conv = frozen_pair(512, 512)
+  local x = skd.randn(1, 512, 8, 8)
+  skd.no_grad(function() net(x) end)
+  collectgarbage(); collectgarbage()
+  local base = skd.memory().in_use
+  skd.no_grad(function()
+    for _ = 1, 30 do
+      conv.weight:mul_(0.99)
+      net(x)
+    end
+  end)
+  local grown = skd.memory().in_use - base
+  T.ok(grown < 2^19, string.format("in use grew by %.2f MB over 30 rewrites (a pack is 1 MB)", grown / 2^20))
+end)
+
+T.test("flatten after a forward: the old weights are not kept alive by the packs", function()
+  skd.manual_seed(9)
+  local x = skd.randn(1, 512, 8, 8)
+  -- what flattening adds (the buffers) for a network that never ran, and for one whose
+  -- forward made a pack: the same, the old 1 MB weight is not held by the pack
+  local function growth(run_first)
+    local net, conv, bn = frozen_pair(512, 512)
+    if run_first then skd.no_grad(function() net(x) end) end
+    collectgarbage(); collectgarbage()
+    local before = skd.memory().in_use
+    net:flat_parameters()
+    collectgarbage(); collectgarbage()
+    local grown = skd.memory().in_use - before
+    skd.no_grad(function() close(net(x), reference(conv, bn, x), 2e-6, "after flatten") end)
+    return grown, net
+  end
+  local cold, keep1 = growth(false)
+  local warm, keep2 = growth(true)
+  T.ok(math.abs(warm - cold) < 2^18, string.format("flatten after a forward held %.2f MB more than before one",
+    (warm - cold) / 2^20))
+end)
+
 T.test("_conv2d_pointwise: bad arguments are named", function()
   local w = skd.randn(4, 6, 1, 1)
   local x = skd.randn(1, 6, 8, 8)
   T.raises(function() skd._conv2d_pointwise(skd.randn(1, 5, 8, 8), w) end,
     "conv2d_pointwise: expects a contiguous float32 input (N, 6, H, W), got float32 1x5x8x8")
   T.raises(function() skd._conv2d_pointwise(x, skd.randn(4, 6, 3, 3)) end,
-    "pointwise_pack: expects a contiguous float32 weight (Cout, Cin, 1, 1), got float32 4x6x3x3")
+    "conv2d_pointwise: expects a contiguous float32 weight (Cout, Cin, 1, 1), got float32 4x6x3x3")
+  T.raises(function() skd._conv2d_pointwise(x, w, nil, 2.0) end, "tensor expected")
+  T.raises(function() skd._conv2d_pointwise(x, w, nil, nil, {1, 2}) end, "tensor expected")
+  T.raises(function() skd._conv2d_pointwise(x, w, nil, nil, nil, "junk") end, "tensor expected")
+  T.raises(function() skd._conv2d_pointwise(x, w, nil, skd.ones(4, {requires_grad = true})) end,
+    "not with a scale that requires grad")
   T.raises(function() skd._conv2d_pointwise(x, w, nil, skd.ones(3)) end,
     "conv2d_pointwise: expects scale of shape (4)")
   T.raises(function() skd._conv2d_pointwise(x, w, nil, nil, nil, skd.randn(1, 4, 8, 7)) end,

@@ -98,29 +98,33 @@ local function folded_epilogue(self, y, identity, relu)
   return relu and skd.relu(y) or y
 end
 
--- A frozen 1x1 convolution (stride 1, unpadded, one group; weight not requiring grad, in
--- evaluation mode) on an input no gradient is recorded for runs as skd._conv2d_pointwise:
--- its weight packed once for BLIS's micro-kernel and kept in the module (repacked when the
--- weight is written), the epilogue applied block by block. Anything else: skd.conv2d.
+-- A frozen 1x1 convolution (stride 1, unpadded, one group; weight, and the bias it adds, not
+-- requiring grad; evaluation mode) on an input no gradient is recorded for runs as
+-- skd._conv2d_pointwise: its weight packed once for BLIS's micro-kernel and kept in the
+-- module (packed again in place when the weight is written or replaced), the epilogue applied
+-- block by block. Anything else: skd.conv2d, and a pack no longer used is dropped.
 -- Images of fewer pixels (a pyramid pooling stage's 1x1 to 6x6) keep sgemm: the micro-kernel
 -- multiplies 32 pixels at a time, so most of its work would be padding, and their weights
 -- (4 MB a stage in PSPNet) are not worth holding twice.
 local pointwise_ok = skd._pointwise_available()
 local POINTWISE_MIN_PIXELS = 64
 
-local function pointwise_fits(self, x, identity)
-  if not pointwise_ok or self.training or self.weight.requires_grad_ then return false end
-  local o = self._opts
+local function pointwise_fits(self, x, identity, bias)
+  if not pointwise_ok or self.training then return false end
+  local w, o = self.weight, self._opts
   if self.kernel_size[1] ~= 1 or self.kernel_size[2] ~= 1 or o.groups ~= 1
-    or o.stride[1] ~= 1 or o.stride[2] ~= 1 or o.padding[1] ~= 0 or o.padding[2] ~= 0 then
+    or o.stride[1] ~= 1 or o.stride[2] ~= 1 or o.padding[1] ~= 0 or o.padding[2] ~= 0
+    or not w:is_contiguous() or w:dtype() ~= "float32" then
     return false
   end
+  local grad = skd.grad_enabled()
+  if grad and (w.requires_grad_ or (bias and bias.requires_grad_)) then return false end
   if not skd.is_tensor(x) or x:dim() ~= 4 or x:dtype() ~= "float32" or not x:is_contiguous()
     or x:size(2) ~= self.in_channels or x:size(3) * x:size(4) < POINTWISE_MIN_PIXELS
-    or (x.requires_grad_ and skd.grad_enabled()) then
+    or (grad and x.requires_grad_) then
     return false
   end
-  return not identity or (identity:is_contiguous() and not (identity.requires_grad_ and skd.grad_enabled()))
+  return not identity or (identity:is_contiguous() and not (grad and identity.requires_grad_))
 end
 
 local function pointwise(self, x, scale, shift, identity, relu)
@@ -129,15 +133,21 @@ local function pointwise(self, x, scale, shift, identity, relu)
   return y
 end
 
+-- The unpacked path: a pack kept from earlier calls (before requires_grad(true), say) goes.
+local function conv2d(self, x, bias)
+  if rawget(self, "_pointwise") then rawset(self, "_pointwise", nil) end
+  return skd.conv2d(x, self.weight, bias, self._opts)
+end
+
 function Conv2d:forward(x)
   if rawget(self, "_folded_scale") and not self.training then -- a BatchNorm folded in
     if pointwise_fits(self, x) then
       return pointwise(self, x, self._folded_scale, self._folded_bias)
     end
-    return folded_epilogue(self, skd.conv2d(x, self.weight, nil, self._opts))
+    return folded_epilogue(self, conv2d(self, x))
   end
-  if pointwise_fits(self, x) then return pointwise(self, x, nil, self.bias) end
-  return skd.conv2d(x, self.weight, self.bias, self._opts)
+  if pointwise_fits(self, x, nil, self.bias) then return pointwise(self, x, nil, self.bias) end
+  return conv2d(self, x, self.bias)
 end
 
 -- relu(conv(x)·s + b' (+ identity)) for a conv with a BatchNorm folded in (fold.lua), in
@@ -150,7 +160,7 @@ function Conv2d:forward_folded_relu(x, identity)
   if pointwise_fits(self, x, identity) then
     return pointwise(self, x, self._folded_scale, self._folded_bias, identity, true)
   end
-  return folded_epilogue(self, skd.conv2d(x, self.weight, nil, self._opts), identity, true)
+  return folded_epilogue(self, conv2d(self, x), identity, true)
 end
 
 -- Multiply-adds per image for an output of shape (N, C, H, W): models.summary.
