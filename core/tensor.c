@@ -334,6 +334,24 @@ skd_tensor *skd_tensor_contiguous_nograd(skd_tensor *t)
 int skd_tensor_fill_(skd_tensor *t, double value)
 {
 	skd_tensor_written(t);
+	int64_t n = skd_tensor_numel(t);
+	if (skd_tensor_is_contiguous(t) && n > SKD_PARALLEL_GRAIN) {
+		/* zero_grad's whole gradient buffer each step: on all threads (it was 1.5 % of a
+		 * student training step on one) */
+		uint32_t bits;
+		if (t->dtype == SKD_FLOAT32) {
+			float v = (float)value;
+			memcpy(&bits, &v, 4);
+		} else {
+			int32_t v = skd_to_int32(value);
+			memcpy(&bits, &v, 4);
+		}
+		uint32_t *p = (uint32_t *)t->storage->data + t->offset;
+#pragma omp parallel for schedule(static)
+		for (int64_t i = 0; i < n; i++)
+			p[i] = bits;
+		return SKD_OK;
+	}
 	if (t->dtype == SKD_FLOAT32) {
 		float v = (float)value, *p = skd_tensor_f32(t);
 		FOR_EACH_OFFSET(t, off, k, p[off] = v);

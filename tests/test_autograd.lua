@@ -235,6 +235,15 @@ T.test("copy_ between layouts: transposed, expanded, sliced, large, into views",
   local u = skd.empty(2, 3)
   u:copy_(skd.arange(6))
   T.near(u, {{0, 1, 2}, {3, 4, 5}}, 0)
+  -- fill_ of large tensors (the threads' path), int32, and a strided view
+  local f = skd.empty(300000):fill_(-2.5)
+  T.eq(f:max():item(), -2.5); T.eq((-f):max():item(), 2.5)
+  local fi = skd.empty(300000, {dtype = "int32"}):fill_(7.9)
+  T.eq(fi:get(300000), 7)
+  local g = skd.zeros(600, 600)
+  g:transpose(1, 2):narrow(1, 1, 300):fill_(1)
+  T.eq(g:sum():item(), 180000)
+  T.eq(g:narrow(2, 301, 300):sum():item(), 0)
 end)
 
 T.test("bad input: errors name the op and the shapes", function()
