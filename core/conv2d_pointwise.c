@@ -6,13 +6,14 @@
  * Through sgemm a 1x1 convolution packs its weight again on every call, and the engine's split
  * of a lone product between threads (matmul.c) packs the whole of it once per thread: layer4's
  * 2048x512 weight, 4 MB, twice per call to multiply it by 512 pixels. A frozen network's
- * weights do not change, so they are laid out once in the micro-kernel's panels
- * (a pack, kept by the caller between calls) and each call packs only its activations. The
- * pack records which storage it was made from and that storage's version (tensor.h), never a
+ * weights do not change, so they are laid out once in the micro-kernel's panels (a pack,
+ * kept by the caller between calls) and each call packs only its activations. The pack
+ * records which storage it was made from and that storage's version (tensor.h), never a
  * reference to it: any in-place write to the weight, or another weight in its place, makes it
- * stale, and the call packs again in place of the old one. Per call each thread takes whole panels of pixels, so the weight panels
- * are read, never written, and every output element is one fixed sequence of operations
- * whatever the thread count (blocks of input channels added in order).
+ * stale, and the call packs again in place of the old one. Per call each thread takes whole
+ * panels of pixels, so the weight panels are read, never written, and every output element
+ * is one fixed sequence of operations whatever the thread count (blocks of input channels
+ * added in order).
  */
 #include <omp.h>
 #include <stdlib.h>
@@ -174,7 +175,7 @@ static int check_args(const skd_tensor *x, const skd_tensor *w, const skd_tensor
 				 (long long)want[3], skd_dtype_name(residual->dtype),
 				 skd_shape_str(residual, r, sizeof r),
 				 skd_tensor_is_contiguous(residual) ? "" : " (not contiguous)");
-	if (residual->requires_grad && skd_grad_enabled())
+	if (grad && residual->requires_grad)
 		return skd_error("conv2d_pointwise: records no gradient, so not with a residual "
 				 "that requires grad");
 	return SKD_OK;

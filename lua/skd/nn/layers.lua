@@ -79,6 +79,9 @@ function Conv2d:__init(cin, cout, k, opts)
   self:param("weight", uniform({cout, cin // groups, self.kernel_size[1], self.kernel_size[2]}, bound))
   if opts.bias ~= false then self:param("bias", uniform({cout}, bound)) end
   self._opts = {stride = self.stride, padding = self.padding, dilation = self.dilation, groups = groups}
+  -- 1x1, stride 1, unpadded, one group: the shape skd._conv2d_pointwise serves (forward)
+  self._pointwise_shape = self.kernel_size[1] == 1 and self.kernel_size[2] == 1 and groups == 1
+    and self.stride[1] == 1 and self.stride[2] == 1 and self.padding[1] == 0 and self.padding[2] == 0
 end
 
 -- The convolution with another weight and bias (SpectralNorm passes its normalised weight).
@@ -110,13 +113,9 @@ local pointwise_ok = skd._pointwise_available()
 local POINTWISE_MIN_PIXELS = 64
 
 local function pointwise_fits(self, x, identity, bias)
-  if not pointwise_ok or self.training then return false end
-  local w, o = self.weight, self._opts
-  if self.kernel_size[1] ~= 1 or self.kernel_size[2] ~= 1 or o.groups ~= 1
-    or o.stride[1] ~= 1 or o.stride[2] ~= 1 or o.padding[1] ~= 0 or o.padding[2] ~= 0
-    or not w:is_contiguous() or w:dtype() ~= "float32" then
-    return false
-  end
+  if not pointwise_ok or self.training or not self._pointwise_shape then return false end
+  local w = self.weight
+  if not w:is_contiguous() or w:dtype() ~= "float32" then return false end
   local grad = skd.grad_enabled()
   if grad and (w.requires_grad_ or (bias and bias.requires_grad_)) then return false end
   if not skd.is_tensor(x) or x:dim() ~= 4 or x:dtype() ~= "float32" or not x:is_contiguous()
