@@ -238,6 +238,8 @@ static void transform_tiles(const wg_geom *g, const float *x, int64_t nch, int64
 	int m = g->k->m, aa = g->k->alpha * g->k->alpha;
 	int64_t tpc = nrows * g->tiles_w, strips = (tpc + STRIP - 1) / STRIP;
 	int64_t units = nch * strips;
+	const wg_transforms *T = skd_wg_transforms();
+	wg_transform_fn *transform = grad_output ? T->grad_output[m == 4] : T->input[m == 4];
 	chunk_segs cs;
 	chunk_segments(g, row0, tpc, &cs);
 #ifdef __AVX2__
@@ -282,15 +284,7 @@ static void transform_tiles(const wg_geom *g, const float *x, int64_t nch, int64
 			else
 				gather_segment(plane, rows, cols, r0, c0, 2, 2, seg[k].lane, seg[k].len, tile);
 		}
-		/* the coefficient (ξ, o) of A is Aᵀ[o][ξ] */
-		if (m == 4 && !grad_output)
-			transform2d(f4.bt, MAX_A, 1, 6, 6, in, out);
-		else if (m == 4)
-			transform2d(f4.at, 1, MAX_A, 6, 4, in, out);
-		else if (!grad_output)
-			transform2d(f2.bt, MAX_A, 1, 4, 4, in, out);
-		else
-			transform2d(f2.at, 1, MAX_A, 4, 2, in, out);
+		transform(in, out);
 		flush_outputs(dst, xstride, nw, aa, loc);
 	}
 	free(cs.seg);
@@ -327,6 +321,7 @@ void skd_wg_transform_output(const wg_geom *g, const float *mm, int64_t nch, int
 	int m = g->k->m, aa = g->k->alpha * g->k->alpha;
 	int64_t tpc = nrows * g->tiles_w, strips = (tpc + STRIP - 1) / STRIP;
 	int64_t units = nch * strips;
+	wg_transform_fn *transform = skd_wg_transforms()->output[m == 4];
 	chunk_segs cs;
 	chunk_segments(g, row0, tpc, &cs);
 #pragma omp parallel for schedule(static) if (units * STRIP * aa > SKD_PARALLEL_GRAIN)
@@ -352,13 +347,11 @@ void skd_wg_transform_output(const wg_geom *g, const float *mm, int64_t nch, int
 			out[o] = res[o];
 		float *yc = y + c * g->oh * g->ow, bv = bias ? bias[c] : 0.0f;
 		int64_t stride = ych * g->oh * g->ow;
-		if (m == 4) {
-			transform2d(f4.at, MAX_A, 1, 4, 6, in, out);
+		transform(in, out);
+		if (m == 4)
 			scatter_strip(res, 4, bv, yc, stride, g->oh, g->ow, seg, ns);
-		} else {
-			transform2d(f2.at, MAX_A, 1, 2, 4, in, out);
+		else
 			scatter_strip(res, 2, bv, yc, stride, g->oh, g->ow, seg, ns);
-		}
 	}
 	free(cs.seg);
 	free(cs.count);
@@ -372,6 +365,7 @@ static void transform_weight(const wg_kind *K, const float *wt, int64_t nk, int6
 {
 	int aa = K->alpha * K->alpha;
 	int64_t strips = (nc + STRIP - 1) / STRIP, units = nk * strips;
+	wg_transform_fn *transform = skd_wg_transforms()->weight[K->m == 4];
 #pragma omp parallel for schedule(static) if (units * STRIP * aa > SKD_PARALLEL_GRAIN)
 	for (int64_t q = 0; q < units; q++) {
 		int64_t k = q / strips, c0 = q % strips * STRIP;
@@ -399,10 +393,7 @@ static void transform_weight(const wg_kind *K, const float *wt, int64_t nk, int6
 			in[e] = g9[e];
 		}
 		strip_outputs(dst, nk * nc, nt, aa, loc, out);
-		if (K->m == 4)
-			transform2d(f4.g, 3, 1, 6, 3, in, out);
-		else
-			transform2d(f2.g, 3, 1, 4, 3, in, out);
+		transform(in, out);
 		flush_outputs(dst, nk * nc, nt, aa, loc);
 	}
 }
@@ -413,6 +404,7 @@ static void transform_weight_grad(const wg_kind *K, const float *du, int64_t nk,
 {
 	int aa = K->alpha * K->alpha;
 	int64_t strips = (nc + STRIP - 1) / STRIP, units = nk * strips;
+	wg_transform_fn *transform = skd_wg_transforms()->weight_grad[K->m == 4];
 #pragma omp parallel for schedule(static) if (units * STRIP * aa > SKD_PARALLEL_GRAIN)
 	for (int64_t q = 0; q < units; q++) {
 		int64_t k = q / strips, c0 = q % strips * STRIP;
@@ -427,10 +419,7 @@ static void transform_weight_grad(const wg_kind *K, const float *du, int64_t nk,
 		}
 		for (int e = 0; e < 9; e++)
 			out[e] = res[e];
-		if (K->m == 4)
-			transform2d(f4.g, 1, 3, 3, 6, in, out);
-		else
-			transform2d(f2.g, 1, 3, 3, 4, in, out);
+		transform(in, out);
 		for (int64_t t = 0; t < nt; t++)
 			for (int e = 0; e < 9; e++)
 				dw[(k * nc + c0 + t) * 9 + e] = res[e][t];

@@ -35,6 +35,9 @@ void skd_conv_algo_set(skd_conv_algo a);
 const char *skd_conv_algo_name(skd_conv_algo a);
 /* SKD_OK and *a set, or SKD_ERR with a message listing the names. */
 int skd_conv_algo_parse(const char *name, skd_conv_algo *a);
+/* The instruction set the Winograd transforms run on: "avx512" where the processor has it
+ * and SKD_WG_AVX512 is not "0", else "avx2" (both give the same bits). */
+const char *skd_winograd_isa(void);
 
 /* ---------- the dispatch ---------- */
 

@@ -68,40 +68,24 @@ static inline wg_geom geometry(int m, int64_t n, int64_t h, int64_t w, int64_t p
 	return g;
 }
 
-/* out[p·n_out + q] = Σ_i Σ_j c(p,i) c(q,j) in[i·n_in + j], lane by lane, where
- * c(p,i) = mat[p·sp + i·si]. Always inlined with a constant matrix, so that the loops over
- * i, j, p, q unroll, the zero coefficients (most of them) drop out at compile time and each
- * lane's sum stays in a register. */
-static inline __attribute__((always_inline)) void
-transform2d(const float *mat, int sp, int si, int n_out, int n_in, const float *const *in,
-	    float *const *out)
-{
-	float mid[MAX_A * MAX_A][STRIP];
-#pragma GCC unroll 6
-	for (int i = 0; i < n_in; i++)
-#pragma GCC unroll 6
-		for (int q = 0; q < n_out; q++)
-			for (int k = 0; k < STRIP; k++) {
-				float s = 0.0f;
-#pragma GCC unroll 6
-				for (int j = 0; j < n_in; j++)
-					if (mat[q * sp + j * si] != 0.0f)
-						s += mat[q * sp + j * si] * in[i * n_in + j][k];
-				mid[i * n_out + q][k] = s;
-			}
-#pragma GCC unroll 6
-	for (int p = 0; p < n_out; p++)
-#pragma GCC unroll 6
-		for (int q = 0; q < n_out; q++)
-			for (int k = 0; k < STRIP; k++) {
-				float s = 0.0f;
-#pragma GCC unroll 6
-				for (int i = 0; i < n_in; i++)
-					if (mat[p * sp + i * si] != 0.0f)
-						s += mat[p * sp + i * si] * mid[i * n_out + q][k];
-				out[p * n_out + q][k] = s;
-			}
-}
+/* The 2-d transforms of a strip, out[ξ][lane] from in[·][lane] for STRIP lanes at once
+ * (winograd_transforms.c): each one of the five (kernel, kernel gradient, input tiles, output
+ * gradient tiles, output tiles) for F(2,3) and F(4,3), compiled for AVX2 and again for AVX-512
+ * and chosen once per process. Every lane is one fixed sequence of operations, so both
+ * builds give the same bits. */
+typedef void wg_transform_fn(const float *const *in, float *const *out);
+typedef struct wg_transforms {
+	const char *isa;
+	/* index 0: F(2,3), 1: F(4,3) */
+	wg_transform_fn *weight[2];      /* G g Gᵀ: 9 -> alpha² */
+	wg_transform_fn *weight_grad[2]; /* Gᵀ du G: alpha² -> 9 */
+	wg_transform_fn *input[2];       /* Bᵀ d B: alpha² -> alpha² */
+	wg_transform_fn *grad_output[2]; /* A dY Aᵀ: m² -> alpha² */
+	wg_transform_fn *output[2];      /* Aᵀ M A: alpha² -> m² */
+} wg_transforms;
+
+/* The AVX-512 build where the processor has it and SKD_WG_AVX512 is not "0", else AVX2. */
+const wg_transforms *skd_wg_transforms(void);
 
 /* Points out[ξ] at dst + ξ·stride when the strip is whole (nt == STRIP), else at loc. */
 static inline void strip_outputs(float *dst, int64_t stride, int64_t nt, int n, float (*loc)[STRIP],

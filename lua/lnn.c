@@ -204,6 +204,13 @@ static int l_pointwise_available(lua_State *L)
 	return 1;
 }
 
+/* skd._winograd_isa() -> "avx512" | "avx2": which build of the Winograd transforms runs */
+static int l_winograd_isa(lua_State *L)
+{
+	lua_pushstring(L, skd_winograd_isa());
+	return 1;
+}
+
 /* skd.dropout(x, p [, training=true]) */
 static int l_dropout(lua_State *L)
 {
@@ -314,6 +321,7 @@ static const luaL_Reg nn_fns[] = {
 	{"_channel_affine_", l_channel_affine_},
 	{"_conv2d_pointwise", l_conv2d_pointwise},
 	{"_pointwise_available", l_pointwise_available},
+	{"_winograd_isa", l_winograd_isa},
 	{"dropout", l_dropout},
 	{"dropout2d", l_dropout2d},
 	{"softmax", l_softmax},

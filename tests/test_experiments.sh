@@ -3,11 +3,7 @@
 # write their result files; bad flags are clear errors.
 set -u
 cd "$(dirname "$0")/.."
-BIN=${SKD_BIN:-./build/skd-lua}
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass+1)); echo "ok    $1"; else fail=$((fail+1)); echo "FAIL  $1"; fi; }
+. tests/lib/check.sh
 
 tiny="--iterations 2 --teacher-iterations 2 --batch 2 --size 32x48 --train-n 8 --val-n 4 --results $out"
 "$BIN" experiments/ablation.lua $tiny > "$out/ablation.txt" 2> "$out/ablation.err"
@@ -46,5 +42,4 @@ check "a bad --class-weights is an error naming the choices" '[ $rc = 1 ] && gre
   --betas 2 --alphas 1,full --results "$out" > "$out/pw.txt" 2> "$out/pw.err"; rc=$?
 check "pairwise runs PA vs MIMIC vs AT vs LOCAL and the beta x alpha table" \
   '[ $rc = 0 ] && grep -q "MIMIC" "$out/pw.txt" && grep -q "AT" "$out/pw.txt" && grep -q "LOCAL" "$out/pw.txt" && grep -q "β=2" "$out/pw.txt" && [ -s "$out/pairwise/table.md" ] || { tail -5 "$out/pw.err"; false; }'
-echo "$pass passed, $fail failed"
-[ $fail = 0 ]
+finish

@@ -4,11 +4,7 @@
 # loader with prefetch and augmentation, momentum, BatchNorm statistics, dropout.
 set -u
 cd "$(dirname "$0")/.."
-BIN=${SKD_BIN:-./build/skd-lua}
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass+1)); echo "ok    $1"; else fail=$((fail+1)); echo "FAIL  $1"; fi; }
+. tests/lib/check.sh
 
 args="--role student --iterations 24 --batch 2 --size 32x48 --train-n 12 --val-n 4 --seed 3"
 "$BIN" experiments/train_teacher.lua $args --results "$out/full" > "$out/full.txt" 2>&1
@@ -42,5 +38,4 @@ same=$("$BIN" "$out/compare.lua" "$out/full/baselines/synthetic-pspnet-r18-w0.5.
 check "killed + resumed weights equal the uninterrupted run's bit for bit ($same)" '[ "$same" = same ]'
 check "the log holds each iteration once" \
   '[ "$(grep -c "\"it\"" "$out/killed/baselines/synthetic-pspnet-r18-w0.5-log.jsonl")" = 24 ]'
-echo "$pass passed, $fail failed"
-[ $fail = 0 ]
+finish
