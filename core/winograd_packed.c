@@ -86,55 +86,70 @@ static void transform_weight_panel(const wg_kind *K, const float *wt, int64_t nk
 {
 	int aa = K->alpha * K->alpha;
 	int64_t lanes = kc * pk;
+	wg_transform_fn *transform = skd_wg_transforms()->weight[K->m == 4];
 	/* tap e of lane (c, j) at base + off + step·e */
 	const float *base = flip ? wt + (c0 * nk_all + k0) * 9 + 8 : wt + (k0 * nc + c0) * 9;
 	int step = flip ? -1 : 1;
 	int64_t cs64 = flip ? nk_all * 9 : 9, js64 = flip ? 9 : nc * 9;
 	bool fits = (kc - 1) * cs64 + (pk - 1) * js64 <= INT32_MAX; /* offsets as gather indices */
 	int32_t cstride = fits ? (int32_t)cs64 : 0, jstride = fits ? (int32_t)js64 : 0;
-	int64_t c = 0;
-	int j = 0; /* the lane's (c, j), stepped along without divisions */
+#ifdef __AVX2__
+	/* Each lane's j and offset, 8 lanes a vector, stepped a strip at a time in registers (the
+	 * offsets stored lane by lane and loaded back as vectors stalled on store forwarding,
+	 * a tenth of this function's time): STRIP lanes on, j moves by STRIP % pk and the
+	 * offset by the channels and columns that makes, plus one channel where j wraps. */
+	__m256i vj[STRIP / 8], voff[STRIP / 8];
+	for (int v = 0; v < STRIP / 8; v++) {
+		int32_t j0[8], off0[8];
+		for (int t = 0; t < 8; t++) {
+			j0[t] = (v * 8 + t) % pk;
+			off0[t] = (v * 8 + t) / pk * cstride + j0[t] * jstride;
+		}
+		vj[v] = _mm256_loadu_si256((const __m256i *)j0);
+		voff[v] = _mm256_loadu_si256((const __m256i *)off0);
+	}
+	const __m256i step_j = _mm256_set1_epi32(STRIP % pk), last_j = _mm256_set1_epi32(pk - 1);
+	const __m256i step_off = _mm256_set1_epi32(STRIP / pk * cstride + STRIP % pk * jstride);
+	const __m256i wrap_j = _mm256_set1_epi32(pk), wrap_off = _mm256_set1_epi32(cstride - pk * jstride);
+	const __m256i nkv_v = _mm256_set1_epi32(nkv), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+#endif
 	for (int64_t l0 = 0; l0 < lanes; l0 += STRIP) {
 		int64_t nt = lanes - l0 < STRIP ? lanes - l0 : STRIP;
-		int32_t off[STRIP] __attribute__((aligned(32)));
 		float g9[9][STRIP] __attribute__((aligned(32))), loc[MAX_A * MAX_A][STRIP];
 		const float *in[9];
 		float *out[MAX_A * MAX_A];
-		for (int t = 0; t < STRIP; t++) {
-			off[t] = t < nt && j < nkv ? (int32_t)c * cstride + j * jstride : 0; /* 0 when !fits */
-			if (++j == pk) {
-				j = 0;
-				c++;
+#ifdef __AVX2__
+		if (fits) {
+			__m256i nt_v = _mm256_set1_epi32((int32_t)nt);
+			for (int v = 0; v < STRIP / 8; v++) {
+				/* lanes past the edge (j ≥ nkv) or past the panel read the first kernel */
+				__m256i t = _mm256_add_epi32(lane, _mm256_set1_epi32(v * 8));
+				__m256i ok = _mm256_and_si256(_mm256_cmpgt_epi32(nkv_v, vj[v]),
+							      _mm256_cmpgt_epi32(nt_v, t));
+				__m256i idx = _mm256_and_si256(voff[v], ok);
+				for (int e = 0; e < 9; e++)
+					_mm256_store_ps(g9[e] + v * 8,
+							_mm256_i32gather_ps(base + step * e, idx, 4));
+				__m256i jn = _mm256_add_epi32(vj[v], step_j);
+				__m256i wrapped = _mm256_cmpgt_epi32(jn, last_j);
+				vj[v] = _mm256_sub_epi32(jn, _mm256_and_si256(wrapped, wrap_j));
+				voff[v] = _mm256_add_epi32(_mm256_add_epi32(voff[v], step_off),
+							   _mm256_and_si256(wrapped, wrap_off));
 			}
-		}
-		if (!fits) { /* kernels too far apart for 32-bit offsets: one lane at a time */
+		} else
+#endif
+		{ /* one lane at a time (kernels too far apart for 32-bit offsets) */
 			for (int t = 0; t < STRIP; t++) {
 				int64_t l = l0 + t, lc = l / pk, lj = l % pk;
 				const float *src = base + (t < nt && lj < nkv ? lc * cs64 + lj * js64 : 0);
 				for (int e = 0; e < 9; e++)
 					g9[e][t] = src[step * e];
 			}
-		} else {
-#ifdef __AVX2__
-			for (int t = 0; t < STRIP; t += 8) {
-				__m256i idx = _mm256_load_si256((const __m256i *)(off + t));
-				for (int e = 0; e < 9; e++)
-					_mm256_store_ps(g9[e] + t,
-							_mm256_i32gather_ps(base + step * e, idx, 4));
-			}
-#else
-			for (int e = 0; e < 9; e++)
-				for (int t = 0; t < STRIP; t++)
-					g9[e][t] = base[off[t] + step * e];
-#endif
 		}
 		for (int e = 0; e < 9; e++)
 			in[e] = g9[e];
 		strip_outputs(up + l0, xstride, nt, aa, loc, out);
-		if (K->m == 4)
-			transform2d(f4.g, 3, 1, 6, 3, in, out);
-		else
-			transform2d(f2.g, 3, 1, 4, 3, in, out);
+		transform(in, out);
 		flush_outputs(up + l0, xstride, nt, aa, loc);
 	}
 }
