@@ -19,76 +19,82 @@
 /* out[p·n_out + q] = Σ_i Σ_j c(p,i) c(q,j) in[i·n_in + j], lane by lane, where
  * c(p,i) = mat[p·sp + i·si]. Always inlined with a constant matrix, so that the loops over
  * i, j, p, q unroll, the zero coefficients (most of them) drop out at compile time and each
- * lane's sum stays in a register. */
+ * lane's sum stays in a register. The lanes go vl at a time: vl = one 512-bit vector keeps the
+ * intermediate rows (mid) in registers where they fit (24 or fewer of them; the F(4,3) kernel
+ * transform ran ~15 % faster than over all STRIP lanes per row), vl = STRIP suits AVX2 (at 8
+ * lanes its 16 registers spill and the kernel transform ran 1.5x slower) and F(4,3)'s input
+ * transform (36 rows). The order of operations in a lane is the same whatever vl. */
 static inline __attribute__((always_inline)) void
-transform2d(const float *mat, int sp, int si, int n_out, int n_in, const float *const *in,
-	    float *const *out)
+transform2d(const float *mat, int sp, int si, int n_out, int n_in, int vl,
+	    const float *const *in, float *const *out)
 {
-	float mid[MAX_A * MAX_A][STRIP];
+	for (int k0 = 0; k0 < STRIP; k0 += vl) {
+		float mid[MAX_A * MAX_A][vl];
 #pragma GCC unroll 6
-	for (int i = 0; i < n_in; i++)
+		for (int i = 0; i < n_in; i++)
 #pragma GCC unroll 6
-		for (int q = 0; q < n_out; q++)
-			for (int k = 0; k < STRIP; k++) {
-				float s = 0.0f;
+			for (int q = 0; q < n_out; q++)
+				for (int k = 0; k < vl; k++) {
+					float s = 0.0f;
 #pragma GCC unroll 6
-				for (int j = 0; j < n_in; j++)
-					if (mat[q * sp + j * si] != 0.0f)
-						s += mat[q * sp + j * si] * in[i * n_in + j][k];
-				mid[i * n_out + q][k] = s;
-			}
+					for (int j = 0; j < n_in; j++)
+						if (mat[q * sp + j * si] != 0.0f)
+							s += mat[q * sp + j * si] * in[i * n_in + j][k0 + k];
+					mid[i * n_out + q][k] = s;
+				}
 #pragma GCC unroll 6
-	for (int p = 0; p < n_out; p++)
+		for (int p = 0; p < n_out; p++)
 #pragma GCC unroll 6
-		for (int q = 0; q < n_out; q++)
-			for (int k = 0; k < STRIP; k++) {
-				float s = 0.0f;
+			for (int q = 0; q < n_out; q++)
+				for (int k = 0; k < vl; k++) {
+					float s = 0.0f;
 #pragma GCC unroll 6
-				for (int i = 0; i < n_in; i++)
-					if (mat[p * sp + i * si] != 0.0f)
-						s += mat[p * sp + i * si] * mid[i * n_out + q][k];
-				out[p * n_out + q][k] = s;
-			}
+					for (int i = 0; i < n_in; i++)
+						if (mat[p * sp + i * si] != 0.0f)
+							s += mat[p * sp + i * si] * mid[i * n_out + q][k];
+					out[p * n_out + q][k0 + k] = s;
+				}
+	}
 }
 
 /* The ten transforms for one instruction set: NAME(in, out) calls transform2d with its
  * matrix, strides and sizes. The coefficient (ξ, o) of A is Aᵀ[o][ξ]; of Gᵀ, G[o][ξ]. */
-#define WG_TRANSFORMS(ATTR, SUFFIX)                                                             \
-	static ATTR void weight2##SUFFIX(const float *const *in, float *const *out)             \
-	{ transform2d(f2.g, 3, 1, 4, 3, in, out); }                                              \
-	static ATTR void weight4##SUFFIX(const float *const *in, float *const *out)             \
-	{ transform2d(f4.g, 3, 1, 6, 3, in, out); }                                              \
-	static ATTR void weight_grad2##SUFFIX(const float *const *in, float *const *out)        \
-	{ transform2d(f2.g, 1, 3, 3, 4, in, out); }                                              \
-	static ATTR void weight_grad4##SUFFIX(const float *const *in, float *const *out)        \
-	{ transform2d(f4.g, 1, 3, 3, 6, in, out); }                                              \
-	static ATTR void input2##SUFFIX(const float *const *in, float *const *out)              \
-	{ transform2d(f2.bt, MAX_A, 1, 4, 4, in, out); }                                         \
-	static ATTR void input4##SUFFIX(const float *const *in, float *const *out)              \
-	{ transform2d(f4.bt, MAX_A, 1, 6, 6, in, out); }                                         \
-	static ATTR void grad_output2##SUFFIX(const float *const *in, float *const *out)        \
-	{ transform2d(f2.at, 1, MAX_A, 4, 2, in, out); }                                         \
-	static ATTR void grad_output4##SUFFIX(const float *const *in, float *const *out)        \
-	{ transform2d(f4.at, 1, MAX_A, 6, 4, in, out); }                                         \
-	static ATTR void output2##SUFFIX(const float *const *in, float *const *out)             \
-	{ transform2d(f2.at, MAX_A, 1, 2, 4, in, out); }                                         \
-	static ATTR void output4##SUFFIX(const float *const *in, float *const *out)             \
-	{ transform2d(f4.at, MAX_A, 1, 4, 6, in, out); }                                         \
-	static const wg_transforms transforms##SUFFIX = {                                       \
-		#SUFFIX + 1,                                                                    \
-		{weight2##SUFFIX, weight4##SUFFIX},                                             \
-		{weight_grad2##SUFFIX, weight_grad4##SUFFIX},                                   \
-		{input2##SUFFIX, input4##SUFFIX},                                               \
-		{grad_output2##SUFFIX, grad_output4##SUFFIX},                                   \
-		{output2##SUFFIX, output4##SUFFIX},                                             \
+#define WG_TRANSFORMS(ATTR, SUFFIX, VL)                                                   \
+	static ATTR void weight2##SUFFIX(const float *const *in, float *const *out)        \
+	{ transform2d(f2.g, 3, 1, 4, 3, VL, in, out); }                                     \
+	static ATTR void weight4##SUFFIX(const float *const *in, float *const *out)        \
+	{ transform2d(f4.g, 3, 1, 6, 3, VL, in, out); }                                     \
+	static ATTR void weight_grad2##SUFFIX(const float *const *in, float *const *out)   \
+	{ transform2d(f2.g, 1, 3, 3, 4, VL, in, out); }                                     \
+	static ATTR void weight_grad4##SUFFIX(const float *const *in, float *const *out)   \
+	{ transform2d(f4.g, 1, 3, 3, 6, VL, in, out); }                                     \
+	static ATTR void input2##SUFFIX(const float *const *in, float *const *out)         \
+	{ transform2d(f2.bt, MAX_A, 1, 4, 4, VL, in, out); }                                \
+	static ATTR void input4##SUFFIX(const float *const *in, float *const *out)         \
+	{ transform2d(f4.bt, MAX_A, 1, 6, 6, STRIP, in, out); }                             \
+	static ATTR void grad_output2##SUFFIX(const float *const *in, float *const *out)   \
+	{ transform2d(f2.at, 1, MAX_A, 4, 2, VL, in, out); }                                \
+	static ATTR void grad_output4##SUFFIX(const float *const *in, float *const *out)   \
+	{ transform2d(f4.at, 1, MAX_A, 6, 4, VL, in, out); }                                \
+	static ATTR void output2##SUFFIX(const float *const *in, float *const *out)        \
+	{ transform2d(f2.at, MAX_A, 1, 2, 4, VL, in, out); }                                \
+	static ATTR void output4##SUFFIX(const float *const *in, float *const *out)        \
+	{ transform2d(f4.at, MAX_A, 1, 4, 6, VL, in, out); }                                \
+	static const wg_transforms transforms##SUFFIX = {                                  \
+		#SUFFIX + 1,                                                               \
+		{weight2##SUFFIX, weight4##SUFFIX},                                        \
+		{weight_grad2##SUFFIX, weight_grad4##SUFFIX},                              \
+		{input2##SUFFIX, input4##SUFFIX},                                          \
+		{grad_output2##SUFFIX, grad_output4##SUFFIX},                              \
+		{output2##SUFFIX, output4##SUFFIX},                                        \
 	};
 
-WG_TRANSFORMS(, _avx2)
+WG_TRANSFORMS(, _avx2, STRIP)
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define HAVE_AVX512_BUILD 1
 WG_TRANSFORMS(__attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,prefer-vector-width=512"))),
-	      _avx512)
+	      _avx512, 16)
 #endif
 
 static const wg_transforms *choose(void)
