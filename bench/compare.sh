@@ -34,7 +34,8 @@
 # SKD_WG_PACKED=0 the Winograd forward of small batches with its kernel transformed to memory
 # and multiplied by BLIS's sgemm (as before the packed panels of core/winograd_packed.c);
 # SKD_POINTWISE_PACKED=0 a frozen network's 1x1 convolutions through sgemm, their weights packed
-# on every call (as before core/conv2d_pointwise.c).
+# on every call (as before core/conv2d_pointwise.c); SKD_WG_AVX512=0 the Winograd transforms'
+# AVX2 build on a processor that has AVX-512 (core/winograd_transforms.c; the same bits).
 set -u
 cd "$(dirname "$0")/.."
 
