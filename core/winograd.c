@@ -109,12 +109,14 @@ static const segment *strip_of(const chunk_segs *cs, const wg_geom *g, int64_t r
  * segment's tiles t < len: entry (i, j) of n x n tiles whose corners are m apart. Each row is
  * first split by column phase (ph[r][t] = column t·m + r), a stride-m deinterleave that
  * vectorises, then column j of the tiles is phase j % m shifted by j / m tiles. Loops run in
- * blocks of 8 tiles with fixed trip counts; inlined with constant m and n. */
+ * blocks of 8 tiles with fixed trip counts; inlined with constant m and n. Only a block that
+ * reaches past the plane's edge is read through a zero-padded copy (the whole row was copied
+ * for most segments, ~6 million small memcpy calls per w0.5 student step). */
 static inline __attribute__((always_inline)) void
 gather_segment(const float *plane, int64_t rows, int64_t cols, int64_t r0, int64_t c0, int m,
 	       int n, int lane, int len, float (*restrict tile)[LANES])
 {
-	float buf[(LANES + 8) * MAX_M], ph[MAX_M][LANES + 8];
+	float edge[8 * MAX_M], ph[MAX_M][LANES + 8];
 	int nb = (len + 7) / 8 * 8, np = n > m ? nb + 8 : nb; /* tiles written; phases built */
 	int64_t need = (int64_t)np * m, lo = c0 < 0 ? -c0 : 0, hi = cols - c0;
 	if (hi > need)
@@ -130,7 +132,7 @@ gather_segment(const float *plane, int64_t rows, int64_t cols, int64_t r0, int64
 				memset(tile[i * n + j] + lane, 0, sizeof(float) * nb);
 			continue;
 		}
-		const float *row = plane + r * cols + c0, *src = row;
+		const float *row = plane + r * cols + c0;
 		if (len < 8) { /* a few tiles (narrow maps, sub-grids): element by element */
 			for (int j = 0; j < n; j++)
 				for (int t = 0; t < len; t++) {
@@ -139,17 +141,19 @@ gather_segment(const float *plane, int64_t rows, int64_t cols, int64_t r0, int64
 				}
 			continue;
 		}
-		if (lo > 0 || hi < need) {
-			memset(buf, 0, sizeof(float) * lo);
-			memcpy(buf + lo, row + lo, sizeof(float) * (hi - lo));
-			memset(buf + hi, 0, sizeof(float) * (need - hi));
-			src = buf;
-		}
-		for (int b = 0; b < np; b += 8)
+		for (int b = 0; b < np; b += 8) {
+			int64_t k0 = (int64_t)b * m;
+			const float *src = row + k0;
+			if (k0 < lo || k0 + 8 * m > hi) { /* a block across the plane's edge */
+				for (int k = 0; k < 8 * m; k++)
+					edge[k] = k0 + k >= lo && k0 + k < hi ? row[k0 + k] : 0.0f;
+				src = edge;
+			}
 			for (int t = 0; t < 8; t++)
 #pragma GCC unroll 4
 				for (int p = 0; p < m; p++)
-					ph[p][b + t] = src[(b + t) * m + p];
+					ph[p][b + t] = src[t * m + p];
+		}
 #pragma GCC unroll 6
 		for (int j = 0; j < n; j++)
 			for (int b = 0; b < nb; b += 8)
@@ -413,9 +417,12 @@ static void transform_weight_grad(const wg_kind *K, const float *du, int64_t nk,
 		const float *in[MAX_A * MAX_A];
 		float *out[9];
 		for (int xi = 0; xi < aa; xi++) {
-			memcpy(loc[xi], du + (xi * nk + k) * nc + c0, sizeof(float) * nt);
-			memset(loc[xi] + nt, 0, sizeof(float) * (STRIP - nt));
-			in[xi] = loc[xi];
+			in[xi] = du + (xi * nk + k) * nc + c0;
+			if (nt < STRIP) { /* the last strip of a row: padded */
+				memcpy(loc[xi], in[xi], sizeof(float) * nt);
+				memset(loc[xi] + nt, 0, sizeof(float) * (STRIP - nt));
+				in[xi] = loc[xi];
+			}
 		}
 		for (int e = 0; e < 9; e++)
 			out[e] = res[e];
