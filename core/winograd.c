@@ -105,18 +105,25 @@ static const segment *strip_of(const chunk_segs *cs, const wg_geom *g, int64_t r
 	return local;
 }
 
+/* Row phases of a strip: ph[i][p][t] = plane[r0 + i][c0 + t·m + p] for the n rows of a
+ * segment's tiles (gather_segment builds them, whole blocks of 8 tiles and one block more). */
+typedef float row_phases[MAX_A][MAX_M][LANES + 8];
+
 /* tile[i·n + j][lane + t] = plane[r0 + i][c0 + t·m + j] (0 outside rows x cols) for the
  * segment's tiles t < len: entry (i, j) of n x n tiles whose corners are m apart. Each row is
- * first split by column phase (ph[r][t] = column t·m + r), a stride-m deinterleave that
+ * first split by column phase (ph[i][p][t] = column t·m + p), a stride-m deinterleave that
  * vectorises, then column j of the tiles is phase j % m shifted by j / m tiles. Loops run in
  * blocks of 8 tiles with fixed trip counts; inlined with constant m and n. Only a block that
  * reaches past the plane's edge is read through a zero-padded copy (the whole row was copied
- * for most segments, ~6 million small memcpy calls per w0.5 student step). */
+ * for most segments, ~6 million small memcpy calls per w0.5 student step). With in non-NULL
+ * the segment is a whole strip (lane 0, STRIP tiles) and the transform reads the phases where
+ * they are: in[i·n + j] = ph[i][j % m] + j / m, nothing copied into tile. */
 static inline __attribute__((always_inline)) void
 gather_segment(const float *plane, int64_t rows, int64_t cols, int64_t r0, int64_t c0, int m,
-	       int n, int lane, int len, float (*restrict tile)[LANES])
+	       int n, int lane, int len, float (*restrict tile)[LANES], row_phases ph,
+	       const float **in)
 {
-	float edge[8 * MAX_M], ph[MAX_M][LANES + 8];
+	float edge[8 * MAX_M];
 	int nb = (len + 7) / 8 * 8, np = n > m ? nb + 8 : nb; /* tiles written; phases built */
 	int64_t need = (int64_t)np * m, lo = c0 < 0 ? -c0 : 0, hi = cols - c0;
 	if (hi > need)
@@ -128,37 +135,53 @@ gather_segment(const float *plane, int64_t rows, int64_t cols, int64_t r0, int64
 	for (int i = 0; i < n; i++) {
 		int64_t r = r0 + i;
 		if (r < 0 || r >= rows) {
-			for (int j = 0; j < n; j++)
-				memset(tile[i * n + j] + lane, 0, sizeof(float) * nb);
-			continue;
-		}
-		const float *row = plane + r * cols + c0;
-		if (len < 8) { /* a few tiles (narrow maps, sub-grids): element by element */
+			if (in)
+				memset(ph[i], 0, sizeof ph[i]);
+			else
+				for (int j = 0; j < n; j++)
+					memset(tile[i * n + j] + lane, 0, sizeof(float) * nb);
+		} else if (len < 8) { /* a few tiles (narrow maps, sub-grids): element by element */
+			const float *row = plane + r * cols + c0;
 			for (int j = 0; j < n; j++)
 				for (int t = 0; t < len; t++) {
 					int64_t k = (int64_t)t * m + j;
 					tile[i * n + j][lane + t] = k >= lo && k < hi ? row[k] : 0.0f;
 				}
 			continue;
-		}
-		for (int b = 0; b < np; b += 8) {
-			int64_t k0 = (int64_t)b * m;
-			const float *src = row + k0;
-			if (k0 < lo || k0 + 8 * m > hi) { /* a block across the plane's edge */
-				for (int k = 0; k < 8 * m; k++)
-					edge[k] = k0 + k >= lo && k0 + k < hi ? row[k0 + k] : 0.0f;
-				src = edge;
-			}
-			for (int t = 0; t < 8; t++)
-#pragma GCC unroll 4
-				for (int p = 0; p < m; p++)
-					ph[p][b + t] = src[t * m + p];
-		}
-#pragma GCC unroll 6
-		for (int j = 0; j < n; j++)
-			for (int b = 0; b < nb; b += 8)
+		} else {
+			const float *row = plane + r * cols + c0;
+			for (int b = 0; b < np; b += 8) {
+				int64_t k0 = (int64_t)b * m;
+				const float *src = row + k0;
+				if (k0 < lo || k0 + 8 * m > hi) { /* a block across the plane's edge */
+					for (int k = 0; k < 8 * m; k++)
+						edge[k] = k0 + k >= lo && k0 + k < hi ? row[k0 + k] : 0.0f;
+					src = edge;
+				}
 				for (int t = 0; t < 8; t++)
-					tile[i * n + j][lane + b + t] = ph[j % m][b + t + j / m];
+#pragma GCC unroll 4
+					for (int p = 0; p < m; p++)
+						ph[i][p][b + t] = src[t * m + p];
+			}
+			if (!in) {
+				/* 8 floats a move: as a plain loop GCC made each (i, j) a call to
+				 * memcpy (six million calls of ~128 bytes per w0.5 student step) */
+#pragma GCC unroll 6
+				for (int j = 0; j < n; j++)
+					for (int b = 0; b < nb; b += 8)
+#ifdef __AVX2__
+						_mm256_storeu_ps(tile[i * n + j] + lane + b,
+								 _mm256_loadu_ps(ph[i][j % m] + b + j / m));
+#else
+						for (int t = 0; t < 8; t++)
+							tile[i * n + j][lane + b + t] = ph[i][j % m][b + t + j / m];
+#endif
+				continue;
+			}
+		}
+		if (in)
+			for (int j = 0; j < n; j++)
+				in[i * n + j] = ph[i][j % m] + j / m;
 	}
 }
 
@@ -258,6 +281,7 @@ static void transform_tiles(const wg_geom *g, const float *x, int64_t nch, int64
 		int ns;
 		const segment *seg = strip_of(&cs, g, row0, s0, nt, local, &ns);
 		float tile[MAX_A * MAX_A][LANES], loc[MAX_A * MAX_A][STRIP];
+		row_phases ph;
 		const float *in[MAX_A * MAX_A];
 		/* v[ξ][c][t], or as panels of STRIP tiles v[ξ][s0 / STRIP][c][lane], whole */
 		float *dst = panels ? v + (s0 / STRIP * nch + c) * STRIP : v + c * tpc + s0;
@@ -276,17 +300,21 @@ static void transform_tiles(const wg_geom *g, const float *x, int64_t nch, int64
 #endif
 		if (nt < STRIP && ns > 0) /* lanes no segment writes: keep them finite */
 			memset(tile, 0, sizeof tile);
+		/* a strip that is one segment (maps of 32 tiles a row and more) is transformed from
+		 * its row phases where they are built */
+		const float **direct = ns == 1 && seg[0].lane == 0 && seg[0].len == STRIP ? in : NULL;
 		for (int k = 0; k < ns; k++) {
 			const float *plane = x + (seg[k].img * nch + c) * rows * cols;
 			int64_t r0 = seg[k].th * m - pr, c0 = seg[k].tw * m - pc;
+			int l0 = seg[k].lane, len = seg[k].len;
 			if (m == 4 && !grad_output)
-				gather_segment(plane, rows, cols, r0, c0, 4, 6, seg[k].lane, seg[k].len, tile);
+				gather_segment(plane, rows, cols, r0, c0, 4, 6, l0, len, tile, ph, direct);
 			else if (m == 4)
-				gather_segment(plane, rows, cols, r0, c0, 4, 4, seg[k].lane, seg[k].len, tile);
+				gather_segment(plane, rows, cols, r0, c0, 4, 4, l0, len, tile, ph, direct);
 			else if (!grad_output)
-				gather_segment(plane, rows, cols, r0, c0, 2, 4, seg[k].lane, seg[k].len, tile);
+				gather_segment(plane, rows, cols, r0, c0, 2, 4, l0, len, tile, ph, direct);
 			else
-				gather_segment(plane, rows, cols, r0, c0, 2, 2, seg[k].lane, seg[k].len, tile);
+				gather_segment(plane, rows, cols, r0, c0, 2, 2, l0, len, tile, ph, direct);
 		}
 		transform(in, out);
 		flush_outputs(dst, xstride, nw, aa, loc);
