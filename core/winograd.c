@@ -164,18 +164,21 @@ gather_segment(const float *plane, int64_t rows, int64_t cols, int64_t r0, int64
 						ph[i][p][b + t] = src[t * m + p];
 			}
 			if (!in) {
-				/* 8 floats a move: as a plain loop GCC made each (i, j) a call to
-				 * memcpy (six million calls of ~128 bytes per w0.5 student step) */
+				/* 8 floats a move, each through an empty asm: as plain copy loops
+				 * (scalar or vector) GCC made each (i, j) a call to memcpy, six
+				 * million calls of ~128 bytes per w0.5 student step */
 #pragma GCC unroll 6
 				for (int j = 0; j < n; j++)
-					for (int b = 0; b < nb; b += 8)
+					for (int b = 0; b < nb; b += 8) {
 #ifdef __AVX2__
-						_mm256_storeu_ps(tile[i * n + j] + lane + b,
-								 _mm256_loadu_ps(ph[i][j % m] + b + j / m));
+						__m256 v8 = _mm256_loadu_ps(ph[i][j % m] + b + j / m);
+						__asm__("" : "+x"(v8));
+						_mm256_storeu_ps(tile[i * n + j] + lane + b, v8);
 #else
 						for (int t = 0; t < 8; t++)
 							tile[i * n + j][lane + b + t] = ph[i][j % m][b + t + j / m];
 #endif
+					}
 				continue;
 			}
 		}
