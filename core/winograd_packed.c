@@ -91,9 +91,9 @@ static void transform_weight_panel(const wg_kind *K, const float *wt, int64_t nk
 	const float *base = flip ? wt + (c0 * nk_all + k0) * 9 + 8 : wt + (k0 * nc + c0) * 9;
 	int step = flip ? -1 : 1;
 	int64_t cs64 = flip ? nk_all * 9 : 9, js64 = flip ? 9 : nc * 9;
+#ifdef __AVX2__
 	bool fits = (kc - 1) * cs64 + (pk - 1) * js64 <= INT32_MAX; /* offsets as gather indices */
 	int32_t cstride = fits ? (int32_t)cs64 : 0, jstride = fits ? (int32_t)js64 : 0;
-#ifdef __AVX2__
 	/* Each lane's j and offset, 8 lanes a vector, stepped a strip at a time in registers (the
 	 * offsets stored lane by lane and loaded back as vectors stalled on store forwarding,
 	 * a tenth of this function's time): STRIP lanes on, j moves by STRIP % pk and the
