@@ -147,7 +147,6 @@ gather_segment(const float *plane, int64_t rows, int64_t cols, int64_t r0, int64
 					int64_t k = (int64_t)t * m + j;
 					tile[i * n + j][lane + t] = k >= lo && k < hi ? row[k] : 0.0f;
 				}
-			continue;
 		} else {
 			const float *row = plane + r * cols + c0;
 			for (int b = 0; b < np; b += 8) {
@@ -179,10 +178,9 @@ gather_segment(const float *plane, int64_t rows, int64_t cols, int64_t r0, int64
 							tile[i * n + j][lane + b + t] = ph[i][j % m][b + t + j / m];
 #endif
 					}
-				continue;
 			}
 		}
-		if (in)
+		if (in) /* (never a segment of fewer than 8 tiles) */
 			for (int j = 0; j < n; j++)
 				in[i * n + j] = ph[i][j % m] + j / m;
 	}
